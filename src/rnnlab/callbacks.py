@@ -1,0 +1,43 @@
+"""Lightning callbacks rnnlab adds to the stock ones (module level: `ddp_spawn` pickles them)."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+class EpochThroughput(L.Callback):
+    """Log `train/epoch_s` and `train/seq_per_s` (training sequences per second) at each epoch end.
+
+    Lightning's ThroughputMonitor reports a sliding per-step window under its own names; the comparison
+    tables want one number per epoch, so this measures the epoch as a whole.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = self.last_batch_end = time.perf_counter()
+        self.sequences = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.sequences += len(batch["labels"])
+        self.last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """`epoch_s` is the whole epoch (validation included); `seq_per_s` counts training batches only."""
+        training_s = max(self.last_batch_end - self.start, 1e-9)
+        pl_module.log("train/epoch_s", time.perf_counter() - self.start)
+        pl_module.log("train/seq_per_s", self.sequences * trainer.world_size / training_s)
+
+
+class EmbeddingFreeze(L.Callback):
+    """Keep pretrained embeddings frozen for the first `epochs` epochs, then train them.
+
+    Lightning's BaseFinetuning adds parameter groups on unfreeze; here the embeddings stay in the optimizer
+    and simply get no gradient while frozen (AdamW skips parameters without one), which is all we need.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.encoder.embedding.weight.requires_grad_(trainer.current_epoch >= self.epochs)

@@ -1,0 +1,1 @@
+"""Data stages: acquire (download, verify, extract), tokenize, build the vocabulary, encode, load."""

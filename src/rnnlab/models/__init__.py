@@ -1,0 +1,1 @@
+"""Models: one recurrent encoder for every cell, task heads, and their LightningModules."""

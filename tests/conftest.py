@@ -1,0 +1,27 @@
+"""Shared fixtures: the project root and the offline data copies beside it (../shared/data)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MINI_SHA256 = "5e5fd58d692cf7cfa6258283ac4c3c794a256c4f955a903d77168e3bb405c518"
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def mini_archive() -> Path:
+    """The 2,000-review IMDB archive (../shared/data/imdb/aclImdb_mini.tar.gz), checksum-checked."""
+    path = SHARED_DATA / "imdb" / "aclImdb_mini.tar.gz"
+    if not path.is_file():
+        pytest.skip(f"offline data not found at {path}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == MINI_SHA256
+    return path

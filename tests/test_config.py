@@ -1,0 +1,46 @@
+"""The Hydra tree composes, params.yaml stays its composition, and bad values are named."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from rnnlab.params import compose_params
+
+
+def compose_cfg(project_root, overrides=()):
+    with initialize_config_dir(str(project_root / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_params_yaml_is_the_composition_of_conf(project_root):
+    committed = (project_root / "params.yaml").read_text(encoding="utf-8")
+    assert committed == compose_params(project_root), "params.yaml drifted from conf/: run `rnnlab sync-params`"
+
+
+def test_required_groups_compose(project_root):
+    cfg = compose_cfg(project_root)
+    for group in ("data", "model", "trainer", "logger", "paths"):
+        assert group in cfg, group
+    assert set(cfg.models) == {"rnn", "lstm", "gru", "bilstm"}
+    assert cfg.models.bilstm.bidirectional and cfg.models.bilstm.cell == "lstm"
+
+
+def test_model_override_and_experiment_preset(project_root):
+    cfg = compose_cfg(project_root, ["model=gru", "experiment=smoke"])
+    assert cfg.model.cell == "gru"
+    assert cfg.data.encode.max_len < 256
+
+
+def test_dvc_style_override_reaches_params(project_root):
+    text = compose_params(project_root, ["data.encode.max_len=100", "data=table", "data.source.uri=x.csv"])
+    params = OmegaConf.create(text)
+    assert params.data.encode.max_len == 100
+    assert params.data.source.kind == "table"
+    assert params.paths.raw_dir == "data/raw/custom"
+
+
+def test_unknown_key_is_refused_by_name(project_root):
+    with pytest.raises(Exception, match="pading"):
+        compose_cfg(project_root, ["data.encode.pading=pre"])

@@ -1,0 +1,257 @@
+"""data.source resolution, IMDB folder/archive reading, table sources and the acquire entry point."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import tarfile
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from rnnlab.data.sources import SourceSpec, acquire, read_imdb_folder, read_table_source, resolve_source
+from rnnlab.errors import ChecksumError, ConfigError, DataSourceError, LayoutError
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared/data"
+MINI = SHARED_DATA / "imdb/aclImdb_mini.tar.gz"
+MINI_SHA256 = "5e5fd58d692cf7cfa6258283ac4c3c794a256c4f955a903d77168e3bb405c518"
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+def _tar_gz(folder: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+def _imdb_folder(parent: Path, extra: dict[str, bytes] | None = None, skip: str = "") -> Path:
+    """Write a tiny aclImdb/ (ids 2 and 10 per split and label, plus unsup/ and a README); return it."""
+    files = {
+        f"{split}/{label}/{i}_{rating}.txt": f"{split} {label} {i}".encode()
+        for split in ("train", "test")
+        for label, rating in (("neg", 2), ("pos", 9))
+        for i in (10, 2)
+    }
+    files.update({"train/unsup/0_0.txt": b"unlabelled", "README": b"readme", **(extra or {})})
+    root = parent / "aclImdb"
+    for name, data in files.items():
+        if skip and name.startswith(skip):
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+# --- resolve_source ---------------------------------------------------------------------------------------
+
+
+def test_source_env_override_clears_configured_checksum():
+    cfg = {"kind": "imdb", "uri": "http://example.org/aclImdb.tar.gz", "sha256": SHA_A}
+    assert resolve_source(cfg, "imdb", environ={}).sha256 == SHA_A
+    spec = resolve_source(cfg, "imdb", environ={"RNNLAB_IMDB_SOURCE": "/mirror/a.tgz"})
+    assert (spec.uri, spec.sha256) == ("/mirror/a.tgz", None)
+    env = {"RNNLAB_IMDB_SOURCE": "/mirror/a.tgz", "RNNLAB_IMDB_SHA256": SHA_B.upper()}
+    assert resolve_source(cfg, "imdb", environ=env).sha256 == SHA_B
+
+
+def test_sha256_env_alone_replaces_checksum_only():
+    cfg = {"kind": "imdb", "uri": "http://example.org/a.tgz", "sha256": SHA_A}
+    spec = resolve_source(cfg, "imdb", environ={"RNNLAB_IMDB_SHA256": SHA_B})
+    assert (spec.uri, spec.sha256) == ("http://example.org/a.tgz", SHA_B)
+
+
+def test_env_names_follow_dataset_name_and_paths_resolve_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"RNNLAB_FRA_ENG_SOURCE": "d/y.csv"}
+    spec = resolve_source({"kind": "table", "uri": "x.csv"}, "fra-eng", environ=env)
+    assert spec.uri == str(tmp_path / "d/y.csv")
+
+
+def test_bad_kind_names_key_and_allowed_values():
+    with pytest.raises(ConfigError, match=r"data\.source\.kind.*'csv'.*imdb, table"):
+        resolve_source({"kind": "csv", "uri": "x"}, "imdb", environ={})
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key"),
+    [
+        ({"kind": "imdb"}, "data.source.uri"),
+        ({"kind": "imdb", "uri": "s3://bucket/a.tgz"}, "data.source.uri"),
+        ({"kind": "imdb", "uri": "a.tgz", "sha256": "abc"}, "data.source.sha256"),
+        ({"kind": "table", "uri": "a.csv", "text_column": ""}, "data.source.text_column"),
+        ({"kind": "table", "uri": "a.csv", "test_fraction": 1.0}, "data.source.test_fraction"),
+    ],
+)
+def test_invalid_source_config_names_key(cfg, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        resolve_source(cfg, "imdb", environ={})
+
+
+def test_test_fraction_unchecked_with_test_file():
+    spec = resolve_source({"kind": "table", "uri": "a.csv", "test_uri": "b.csv", "test_fraction": 0}, "t", {})
+    assert spec.test_uri.endswith("b.csv")
+
+
+# --- IMDB -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not MINI.exists(), reason="offline mini IMDB archive not present")
+def test_mini_archive(tmp_path):
+    downloads = tmp_path / "downloads"
+    tables, info = acquire({"kind": "imdb", "uri": str(MINI), "sha256": MINI_SHA256}, "imdb", downloads,
+                           environ={}, progress=False)
+    assert info["reviews"] == {"train": 1000, "test": 1000}
+    assert info["label_counts"]["train"] == info["label_counts"]["test"] == {"neg": 500, "pos": 500}
+    assert info["sha256"] == MINI_SHA256 and info["label_names"] == ["neg", "pos"]
+    train = tables["train"].to_pydict()
+    assert tables["train"].schema.field("label").type == pa.int8()
+    assert train["review_id"][:2] == ["train/neg/0", "train/neg/1"]  # numeric, not lexical, id order
+    assert all((r <= 4) if y == 0 else (r >= 7) for y, r in zip(train["label"], train["rating"], strict=True))
+    assert list(downloads.iterdir()) == []  # the temporary extraction folder is gone
+
+
+def test_folder_source_reads_in_numeric_order(tmp_path):
+    root = _imdb_folder(tmp_path)
+    for uri in (root, tmp_path):  # the aclImdb/ folder itself, or the folder holding it
+        tables, info = acquire({"kind": "imdb", "uri": str(uri), "sha256": SHA_A}, "imdb", tmp_path / "dl",
+                               environ={}, progress=False)
+        assert tables["train"]["review_id"].to_pylist() == [
+            "train/neg/2", "train/neg/10", "train/pos/2", "train/pos/10"]
+        assert tables["test"]["label"].to_pylist() == [0, 0, 1, 1]
+        assert tables["test"]["rating"].to_pylist() == [2, 2, 9, 9]
+        assert info["sha256"] is None and "ignored" in info["sha256_note"]
+    assert not (tmp_path / "dl").exists()
+
+
+def test_local_archive_is_checksummed_and_extracted(tmp_path):
+    archive = _tar_gz(_imdb_folder(tmp_path / "src"), tmp_path / "imdb.tar.gz")
+    cfg = {"kind": "imdb", "uri": str(archive)}
+    tables, info = acquire(cfg, "imdb", tmp_path / "dl", environ={}, progress=False)
+    assert info["reviews"] == {"train": 4, "test": 4} and len(info["sha256"]) == 64
+    with pytest.raises(ChecksumError, match=SHA_A):
+        acquire({**cfg, "sha256": SHA_A}, "imdb", tmp_path / "dl", environ={}, progress=False)
+
+
+@pytest.mark.parametrize(("skip", "missing"), [("test/", "test/"), ("train/pos/", "train/pos/")])
+def test_missing_folder_raises_layout_error(tmp_path, skip, missing):
+    root = _imdb_folder(tmp_path, skip=skip)
+    with pytest.raises(LayoutError, match=f"missing {missing}") as info:
+        read_imdb_folder(root, progress=False)
+    assert str(root) in str(info.value)
+
+
+def test_empty_and_non_utf8_reviews_are_kept_and_counted(tmp_path):
+    extra = {"train/pos/11_8.txt": b"", "test/neg/12_1.txt": b"caf\xe9 au lait"}
+    tables, info = read_imdb_folder(_imdb_folder(tmp_path, extra), progress=False)
+    assert info["empty_reviews"] == {"train": 1, "test": 0}
+    assert info["non_utf8_reviews"] == {"train": 0, "test": 1}
+    assert info["reviews"] == {"train": 5, "test": 5}
+    assert "caf\ufffd au lait" in tables["test"]["text"].to_pylist()
+
+
+def test_url_source_downloads_once_into_downloads_dir(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = _tar_gz(_imdb_folder(tmp_path / "src"), served / "aclImdb_v1.tar.gz")
+    requests_seen = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            requests_seen.append(self.path)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/aclImdb_v1.tar.gz"
+        cfg = {"kind": "imdb", "uri": url, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+        for _ in range(2):
+            tables, info = acquire(cfg, "imdb", tmp_path / "dl", {"retries": 0}, environ={}, progress=False)
+            assert info["reviews"] == {"train": 4, "test": 4}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert requests_seen == ["/aclImdb_v1.tar.gz"]  # the second run reused the verified download
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["aclImdb_v1.tar.gz"]
+
+
+def test_missing_local_path(tmp_path):
+    with pytest.raises(DataSourceError, match="nope.tar.gz"):
+        acquire({"kind": "imdb", "uri": str(tmp_path / "nope.tar.gz")}, "imdb", tmp_path, environ={})
+
+
+def test_unreachable_url_suggests_offline_mirror(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = {"kind": "imdb", "uri": f"http://127.0.0.1:{port}/aclImdb_v1.tar.gz"}
+    with pytest.raises(DataSourceError, match="RNNLAB_IMDB_SOURCE"):
+        acquire(cfg, "imdb", tmp_path, {"retries": 0, "timeout_s": 2}, environ={}, progress=False)
+
+
+# --- table sources ----------------------------------------------------------------------------------------
+
+
+def _write_csv(path: Path, n: int = 100) -> Path:
+    texts = [f"review {i}" for i in range(n)] + ["no label", None]
+    labels = ["pos" if i % 5 < 2 else "neg" for i in range(n)] + [None, "pos"]
+    pacsv.write_csv(pa.table({"body": texts, "sentiment": labels, "other": list(range(n + 2))}), path)
+    return path
+
+
+def _spec(uri: Path, **kw) -> SourceSpec:
+    return SourceSpec(kind="table", uri=str(uri), text_column="body", label_column="sentiment", **kw)
+
+
+def test_csv_string_labels_stratified_split(tmp_path):
+    spec = _spec(_write_csv(tmp_path / "reviews.csv"), test_fraction=0.2, seed=3)
+    tables, info = read_table_source(spec)
+    assert info["label_names"] == ["neg", "pos"] and info["dropped_rows"] == {"uri": 2}
+    assert info["reviews"] == {"train": 80, "test": 20}
+    assert info["label_counts"]["test"] == {"neg": 12, "pos": 8}  # 60/40, as in the file
+    assert tables["test"].column_names == ["text", "label", "review_id"]
+    test_ids = tables["test"]["review_id"].to_pylist()
+    assert test_ids == read_table_source(spec)[0]["test"]["review_id"].to_pylist()
+    other_seed = read_table_source(_spec(spec.uri, test_fraction=0.2, seed=4))[0]
+    assert test_ids != other_seed["test"]["review_id"].to_pylist()
+    for row in tables["train"].to_pylist():  # review_id is the row number in the file
+        number = int(row["review_id"].removeprefix("train/"))
+        assert row["text"] == f"review {number}" and row["label"] == (number % 5 < 2)
+
+
+def test_parquet_with_separate_test_file(tmp_path):
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    pq.write_table(pa.table({"body": ["a", "b", "c", "d"], "sentiment": [5, 1, 2, 1]}), train)
+    pq.write_table(pa.table({"body": ["e", "f"], "sentiment": [2, 5]}), test)
+    tables, info = read_table_source(_spec(train, test_uri=str(test)))
+    assert info["label_names"] == ["1", "2", "5"]
+    assert tables["train"]["label"].to_pylist() == [2, 0, 1, 0]
+    assert tables["test"]["label"].to_pylist() == [1, 2]
+    assert tables["test"]["review_id"].to_pylist() == ["test/0", "test/1"]
+    pq.write_table(pa.table({"body": ["g"], "sentiment": [7]}), test)
+    with pytest.raises(DataSourceError, match=r"Test labels \[7\] never occur"):
+        read_table_source(_spec(train, test_uri=str(test)))
+
+
+def test_missing_column_lists_columns_present(tmp_path):
+    spec = SourceSpec(kind="table", uri=str(_write_csv(tmp_path / "r.csv")), text_column="review")
+    with pytest.raises(LayoutError, match="'review'.*columns present: body, sentiment, other"):
+        read_table_source(spec)
+
+
+def test_unsupported_table_extension(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.source\.uri.*\.csv, \.csv\.gz, \.parquet"):
+        read_table_source(_spec(tmp_path / "reviews.xlsx"))
+
+
+def test_acquire_table_records_checksum(tmp_path):
+    path = _write_csv(tmp_path / "reviews.csv")
+    cfg = {"kind": "table", "uri": str(path), "text_column": "body", "label_column": "sentiment"}
+    tables, info = acquire(cfg, "reviews", tmp_path / "dl", environ={}, progress=False)
+    assert info["kind"] == "table" and len(info["sha256"]) == 64
+    assert sum(info["reviews"].values()) == 100
