@@ -15,7 +15,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from rnnlab.data.sources import SourceSpec, acquire, read_imdb_folder, read_table_source, resolve_source
+from rnnlab.data.imdb import read_imdb_archive, read_imdb_folder
+from rnnlab.data.sources import SourceSpec, acquire, read_table_source, resolve_source
 from rnnlab.errors import ChecksumError, ConfigError, DataSourceError, LayoutError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared/data"
@@ -24,9 +25,9 @@ MINI_SHA256 = "5e5fd58d692cf7cfa6258283ac4c3c794a256c4f955a903d77168e3bb405c518"
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
-def _tar_gz(folder: Path, archive: Path) -> Path:
+def _tar_gz(folder: Path, archive: Path, arcname: str | None = None) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
+        tar.add(folder, arcname=folder.name if arcname is None else arcname)
     return archive
 
 
@@ -113,7 +114,19 @@ def test_mini_archive(tmp_path):
     assert tables["train"].schema.field("label").type == pa.int8()
     assert train["review_id"][:2] == ["train/neg/0", "train/neg/1"]  # numeric, not lexical, id order
     assert all((r <= 4) if y == 0 else (r >= 7) for y, r in zip(train["label"], train["rating"], strict=True))
-    assert list(downloads.iterdir()) == []  # the temporary extraction folder is gone
+    assert not downloads.exists()  # a local archive is read in place: nothing is written
+
+
+@pytest.mark.skipif(not MINI.exists(), reason="offline mini IMDB archive not present")
+def test_mini_archive_and_its_extraction_give_identical_tables(tmp_path):
+    with tarfile.open(MINI) as tar:
+        tar.extractall(tmp_path, filter="data")
+    from_archive = read_imdb_archive(MINI, progress=False)
+    from_folder = read_imdb_folder(tmp_path, progress=False)
+    assert from_archive[1] == from_folder[1]
+    for split in ("train", "test"):
+        assert from_archive[0][split].equals(from_folder[0][split])
+        assert from_archive[0][split].schema == from_folder[0][split].schema
 
 
 def test_folder_source_reads_in_numeric_order(tmp_path):
@@ -129,11 +142,13 @@ def test_folder_source_reads_in_numeric_order(tmp_path):
     assert not (tmp_path / "dl").exists()
 
 
-def test_local_archive_is_checksummed_and_extracted(tmp_path):
+def test_local_archive_is_checksummed_and_read(tmp_path):
     archive = _tar_gz(_imdb_folder(tmp_path / "src"), tmp_path / "imdb.tar.gz")
     cfg = {"kind": "imdb", "uri": str(archive)}
     tables, info = acquire(cfg, "imdb", tmp_path / "dl", environ={}, progress=False)
     assert info["reviews"] == {"train": 4, "test": 4} and len(info["sha256"]) == 64
+    assert tables["train"]["review_id"].to_pylist() == [
+        "train/neg/2", "train/neg/10", "train/pos/2", "train/pos/10"]
     with pytest.raises(ChecksumError, match=SHA_A):
         acquire({**cfg, "sha256": SHA_A}, "imdb", tmp_path / "dl", environ={}, progress=False)
 
@@ -146,9 +161,36 @@ def test_missing_folder_raises_layout_error(tmp_path, skip, missing):
     assert str(root) in str(info.value)
 
 
-def test_empty_and_non_utf8_reviews_are_kept_and_counted(tmp_path):
+@pytest.mark.parametrize(("skip", "missing"), [("test/", "test/"), ("train/pos/", "train/pos/")])
+def test_archive_missing_folder_raises_layout_error(tmp_path, skip, missing):
+    archive = _tar_gz(_imdb_folder(tmp_path, skip=skip), tmp_path / "imdb.tar.gz")
+    with pytest.raises(LayoutError, match=f"Archive {archive} .*missing {missing}"):
+        read_imdb_archive(archive, progress=False)
+
+
+@pytest.mark.parametrize("arcname", ["", "./aclImdb"])  # reviews at the top, or below ./aclImdb/
+def test_archive_root_variants(tmp_path, arcname):
+    archive = _tar_gz(_imdb_folder(tmp_path), tmp_path / "imdb.tar.gz", arcname=arcname)
+    tables, info = read_imdb_archive(archive, progress=False)
+    assert info["reviews"] == {"train": 4, "test": 4}
+    assert tables["test"]["review_id"].to_pylist() == [
+        "test/neg/2", "test/neg/10", "test/pos/2", "test/pos/10"]
+
+
+def test_bad_review_name_raises_layout_error(tmp_path):
+    archive = _tar_gz(_imdb_folder(tmp_path, {"train/neg/notes.txt": b"x"}), tmp_path / "imdb.tar.gz")
+    with pytest.raises(LayoutError, match="'train/neg/notes.txt'.*<id>_<rating>.txt"):
+        read_imdb_archive(archive, progress=False)
+
+
+@pytest.mark.parametrize("from_archive", [False, True])
+def test_empty_and_non_utf8_reviews_are_kept_and_counted(tmp_path, from_archive):
     extra = {"train/pos/11_8.txt": b"", "test/neg/12_1.txt": b"caf\xe9 au lait"}
-    tables, info = read_imdb_folder(_imdb_folder(tmp_path, extra), progress=False)
+    root = _imdb_folder(tmp_path, extra)
+    if from_archive:
+        tables, info = read_imdb_archive(_tar_gz(root, tmp_path / "imdb.tar.gz"), progress=False)
+    else:
+        tables, info = read_imdb_folder(root, progress=False)
     assert info["empty_reviews"] == {"train": 1, "test": 0}
     assert info["non_utf8_reviews"] == {"train": 0, "test": 1}
     assert info["reviews"] == {"train": 5, "test": 5}

@@ -10,30 +10,23 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
-from rnnlab.data.archive import safe_extract
 from rnnlab.data.download import is_url, local_copy
+from rnnlab.data.imdb import read_imdb_archive, read_imdb_folder
+from rnnlab.data.splits import stratified_split
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError
 
 KINDS = ("imdb", "table")
-IMDB_SPLITS = ("train", "test")
-IMDB_LABELS = ("neg", "pos")
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _FETCH_KEYS = {"retries": int, "timeout_s": float, "chunk_bytes": int, "backoff_s": float}
-_REVIEW_NAME = re.compile(r"(\d+)_(\d+)\.txt")
-_LABELLED_REVIEW = re.compile(r"(?:^|/)(?:train|test)/(?:neg|pos)/[^/]+\.txt$")
 _MAX_CLASSES = 127  # labels are int8
 
 
@@ -119,79 +112,6 @@ def _check_table_spec(spec: SourceSpec) -> None:
         )
 
 
-def read_imdb_folder(root: str | os.PathLike, progress: bool = True) -> tuple[dict[str, pa.Table], dict]:
-    """Read the labelled reviews of an extracted `aclImdb/` folder (or the folder that contains it).
-
-    Reads train/{neg,pos}/*.txt and test/{neg,pos}/*.txt in (split, label, numeric id) order; `unsup/`
-    and other files are ignored. Non-UTF-8 files are decoded with replacement characters and counted;
-    empty reviews are kept and counted.
-    """
-    root = Path(root)
-    if (root / "aclImdb").is_dir() and not (root / "train").is_dir():
-        root = root / "aclImdb"
-    files = _imdb_files(root)
-    tables: dict[str, pa.Table] = {}
-    info: dict = {"label_names": list(IMDB_LABELS), "reviews": {}, "label_counts": {},
-                  "non_utf8_reviews": {}, "empty_reviews": {}}
-    total = sum(map(len, files.values()))
-    with tqdm(total=total, desc="read reviews", unit="file", disable=not progress) as bar:
-        for split, rows in files.items():
-            tables[split], stats = _read_reviews(split, rows, bar)
-            for key, value in stats.items():
-                info[key][split] = value
-    return tables, info
-
-
-def _imdb_files(root: Path) -> dict[str, list[tuple[int, int, int, str]]]:
-    """List (label, id, rating, path) per split, sorted; raise LayoutError naming missing folders."""
-    missing = [f"{split}/" for split in IMDB_SPLITS if not (root / split).is_dir()]
-    missing += [f"{split}/{label}/" for split in IMDB_SPLITS if (root / split).is_dir()
-                for label in IMDB_LABELS if not (root / split / label).is_dir()]
-    if missing:
-        raise LayoutError(
-            f"{root} is not an extracted aclImdb/ folder: missing {', '.join(missing)}. Expected aclImdb/"
-            "{train,test}/{neg,pos}/<id>_<rating>.txt; point the source at the archive or that folder."
-        )
-    return {split: sorted(row for label, name in enumerate(IMDB_LABELS)
-                          for row in _review_files(root / split / name, label)) for split in IMDB_SPLITS}
-
-
-def _review_files(folder: Path, label: int) -> list[tuple[int, int, int, str]]:
-    rows = []
-    for entry in os.scandir(folder):
-        if entry.name.endswith(".txt"):
-            match = _REVIEW_NAME.fullmatch(entry.name)
-            if not match:
-                raise LayoutError(f"Unexpected file {entry.path}: reviews are named <id>_<rating>.txt.")
-            rows.append((label, int(match.group(1)), int(match.group(2)), entry.path))
-    return rows
-
-
-def _read_reviews(split: str, rows: list, bar: tqdm) -> tuple[pa.Table, dict]:
-    """Read one split's files into a table; return it with its review, label, non-UTF-8 and empty counts."""
-    texts, non_utf8, empty = [], 0, 0
-    for *_, path in rows:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text, non_utf8 = raw.decode("utf-8", errors="replace"), non_utf8 + 1
-        empty += not text.strip()
-        texts.append(text)
-        bar.update()
-    labels = [row[0] for row in rows]
-    table = pa.table({
-        "text": pa.array(texts, pa.string()),
-        "label": pa.array(labels, pa.int8()),
-        "rating": pa.array([row[2] for row in rows], pa.int8()),
-        "review_id": pa.array([f"{split}/{IMDB_LABELS[row[0]]}/{row[1]}" for row in rows], pa.string()),
-    })
-    counts = np.bincount(labels, minlength=len(IMDB_LABELS)).tolist()
-    return table, {"reviews": len(rows), "label_counts": dict(zip(IMDB_LABELS, counts, strict=True)),
-                   "non_utf8_reviews": non_utf8, "empty_reviews": empty}
-
-
 def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
     """Read a CSV/parquet table source into train/test tables with labels mapped to 0..K-1.
 
@@ -199,23 +119,29 @@ def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
     Without `test_uri` the rows are split stratified by label with `test_fraction` and `seed`.
     `review_id` is "<split>/<row number in its source file>".
     """
-    train, dropped = _labelled_rows(spec.uri, spec, "data.source.uri")
+    rows, dropped = _labelled_rows(spec.uri, spec, "data.source.uri")
     info: dict = {"text_column": spec.text_column, "label_column": spec.label_column,
                   "test_uri": spec.test_uri, "dropped_rows": {"uri": dropped}}
+    test_rows = None
     if spec.test_uri:
-        test, info["dropped_rows"]["test_uri"] = _labelled_rows(spec.test_uri, spec, "data.source.test_uri")
-    else:
-        train, test = _stratified_split(train, spec)
+        test_rows, dropped_test = _labelled_rows(spec.test_uri, spec, "data.source.test_uri")
+        info["dropped_rows"]["test_uri"] = dropped_test
+    index = _label_index(rows, test_rows or [], spec)
+    if test_rows is None:
+        train, test = stratified_split(_indexed(rows, index), spec.test_fraction, spec.seed,
+                                       key="data.source.test_fraction")
         info.update(test_fraction=spec.test_fraction, seed=spec.seed)
-    index = _label_index(train, test, spec)
-    splits = {"train": train, "test": test}
-    tables = {split: _rows_table(split, rows, index) for split, rows in splits.items()}
+    else:
+        train, test = _indexed(rows, index), _indexed(test_rows, index)
+    tables = {"train": _with_ids("train", train), "test": _with_ids("test", test)}
+    names = [str(name) for name in index]
     info.update(
-        label_names=[str(name) for name in index],
-        reviews={split: len(rows) for split, rows in splits.items()},
-        label_counts={split: dict(Counter(str(y) for *_, y in rows)) for split, rows in splits.items()},
-        empty_reviews={split: sum(not t.strip() for _, t, _ in rows) for split, rows in splits.items()},
-        non_utf8_reviews=dict.fromkeys(splits, 0),  # table files must be UTF-8: invalid bytes are an error
+        label_names=names,
+        reviews={split: table.num_rows for split, table in tables.items()},
+        label_counts={split: _label_counts(table, names) for split, table in tables.items()},
+        empty_reviews={split: sum(not t.strip() for t in table["text"].to_pylist())
+                       for split, table in tables.items()},
+        non_utf8_reviews=dict.fromkeys(tables, 0),  # table files must be UTF-8: invalid bytes are an error
     )
     return tables, info
 
@@ -253,38 +179,37 @@ def _read_table_file(path: Path, spec: SourceSpec, key: str) -> pa.Table:
     return table
 
 
-def _stratified_split(rows: list, spec: SourceSpec) -> tuple[list, list]:
-    """Split rows stratified by label; both parts keep the file's row order."""
-    labels = [label for *_, label in rows]
-    try:
-        train_idx, test_idx = train_test_split(
-            np.arange(len(rows)), test_size=spec.test_fraction, random_state=spec.seed, stratify=labels
-        )
-    except ValueError as exc:
-        raise DataSourceError(f"Cannot split {spec.uri} stratified by label with test_fraction "
-                              f"{spec.test_fraction}: {exc}. Add rows, or set data.source.test_uri.") from exc
-    return [rows[i] for i in sorted(train_idx)], [rows[i] for i in sorted(test_idx)]
-
-
-def _label_index(train: list, test: list, spec: SourceSpec) -> dict:
-    """Map the sorted distinct train labels to 0..K-1; refuse test labels unseen in train."""
-    names = sorted({label for *_, label in train})
+def _label_index(rows: list, test_rows: list, spec: SourceSpec) -> dict:
+    """Map the sorted distinct labels of `rows` (before any split) to 0..K-1; refuse test labels not there."""
+    names = sorted({label for *_, label in rows})
     if len(names) > _MAX_CLASSES:
         raise DataSourceError(f"{spec.uri}: column {spec.label_column!r} has {len(names)} distinct labels, "
                               f"more than {_MAX_CLASSES}. Is data.source.label_column right?")
-    unseen = sorted({label for *_, label in test} - set(names), key=str)
+    unseen = sorted({label for *_, label in test_rows} - set(names), key=str)
     if unseen:
         raise DataSourceError(f"Test labels {unseen} never occur in the train split (labels: {names}); "
                               "every test label needs training rows. Fix the label column or the test file.")
     return {name: i for i, name in enumerate(names)}
 
 
-def _rows_table(split: str, rows: list, index: dict) -> pa.Table:
+def _indexed(rows: list, index: dict) -> pa.Table:
+    """A table of the rows' text, label index and row number."""
     return pa.table({
         "text": pa.array([text for _, text, _ in rows], pa.string()),
         "label": pa.array([index[label] for *_, label in rows], pa.int8()),
-        "review_id": pa.array([f"{split}/{number}" for number, *_ in rows], pa.string()),
+        "row": pa.array([number for number, *_ in rows], pa.int64()),
     })
+
+
+def _with_ids(split: str, table: pa.Table) -> pa.Table:
+    """Replace the row number column by `review_id` = "<split>/<row number>"."""
+    ids = pa.array([f"{split}/{number}" for number in table["row"].to_pylist()], pa.string())
+    return table.drop_columns(["row"]).append_column("review_id", ids)
+
+
+def _label_counts(table: pa.Table, names: list[str]) -> dict[str, int]:
+    counts = Counter(table["label"].to_pylist())
+    return {names[label]: counts[label] for label in sorted(counts)}
 
 
 def acquire(
@@ -295,10 +220,10 @@ def acquire(
     environ: Mapping = os.environ,
     progress: bool = True,
 ) -> tuple[dict[str, pa.Table], dict]:
-    """Resolve, fetch, verify, extract and read a data source: the download stage's single entry point.
+    """Resolve, fetch, verify and read a data source: the download stage's single entry point.
 
     URLs are downloaded into `downloads_dir` (an existing download is reused only if its checksum
-    verifies); archives are extracted into a temporary folder inside it that is always removed.
+    verifies); archives are read in memory, nothing is extracted to disk.
     """
     spec = resolve_source(source_cfg, dataset_name, environ)
     downloads_dir = Path(downloads_dir)
@@ -317,8 +242,5 @@ def acquire(
         test = local_copy(spec.test_uri, None, downloads_dir, **fetch_kw)[0] if spec.test_uri else None
         tables, info = read_table_source(replace(spec, uri=str(path), test_uri=test and str(test)))
         return tables, {**head, **info, "test_uri": spec.test_uri}
-    downloads_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".extract-", dir=downloads_dir) as tmp:
-        safe_extract(path, tmp, include=_LABELLED_REVIEW.search, progress=progress)
-        tables, info = read_imdb_folder(tmp, progress)
+    tables, info = read_imdb_archive(path, progress)
     return tables, {**head, **info}
