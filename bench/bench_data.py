@@ -161,14 +161,17 @@ def sample_differences(texts: list[str]) -> tuple[float, list, list]:
     return same / len(sample), only_ref.most_common(6), only_rnnlab.most_common(6)
 
 
-def report(args: argparse.Namespace, texts: list[str], n_train: int, runs: dict[str, list[dict]]) -> bool:
-    """Print the figures; True when the targets are met and the two sides agree."""
+def report(
+    args: argparse.Namespace, texts: list[str], n_train: int, runs: dict[str, list[dict]], load: float
+) -> bool:
+    """Print the figures; True when the targets are met and the two sides agree (`load`: at the start)."""
     import pyarrow as pa
 
     best = {side: min(runs[side], key=lambda r: r["seconds"]) for side in SIDES}
     speedup = best["reference"]["seconds"] / best["rnnlab"]["seconds"]
     print(f"\ncommand : {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine : {os.cpu_count()} CPUs, {platform.platform()}, {_cpu_model()}")
+    print(f"machine : {os.cpu_count()} CPUs, {_cpu_model()}, {platform.platform()}")
+    print(f"load    : 1-minute load average {load:.2f} at the start (other work slows both sides)")
     print(f"versions: Python {platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}")
     chars = sum(map(len, texts)) / 1e6
     print(f"data    : {len(texts):,} reviews ({n_train:,} train), {chars:.1f} M characters; "
@@ -244,6 +247,7 @@ def main() -> int:
     if args.worker:
         worker(args)
         return 0
+    load = os.getloadavg()[0]
     texts, n_train = load_imdb(args.imdb)
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="bench_data.") as tmp:
@@ -253,7 +257,7 @@ def main() -> int:
             for side in SIDES:
                 runs[side].append(run_worker(side, texts_path, args, Path(tmp)))
                 print(f"run {repeat}/{args.repeats} {side:<9} {runs[side][-1]['seconds']:.2f} s", flush=True)
-    return 0 if report(args, texts, n_train, runs) else 1
+    return 0 if report(args, texts, n_train, runs, load) else 1
 
 
 if __name__ == "__main__":

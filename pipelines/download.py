@@ -1,7 +1,7 @@
 """DVC stage `download`: fetch the data set (or read a local mirror), verify, extract, store per-split tables.
 
-    python pipelines/download.py [data.source.uri=...]
-    RNNLAB_IMDB_SOURCE=../shared/data/imdb/aclImdb_mini.tar.gz python pipelines/download.py
+python pipelines/download.py [data.source.uri=...]
+RNNLAB_IMDB_SOURCE=../shared/data/imdb/aclImdb_mini.tar.gz python pipelines/download.py
 """
 
 import hydra

@@ -28,10 +28,17 @@ def main(cfg: DictConfig) -> None:
             labels = table.column("label").to_numpy().astype(np.int32)
             EncodedSplit(ids, lengths, np.diff(offsets).astype(np.int32), labels).save(out / split)
             stats = token_length_stats(offsets, settings["max_len"])
-            metrics[split] = {"truncated_share": stats["truncated_share"], "mean_kept_length": float(lengths.mean())}
+            metrics[split] = {
+                "truncated_share": stats["truncated_share"],
+                "mean_kept_length": float(lengths.mean()),
+            }
         write_json(out / "meta.json", {**meta, **settings})
     write_json(resolve_path(cfg.paths.reports_dir) / "data" / "encode.json", metrics)
-    summary("encode", max_len=settings["max_len"], **{f"{s}_truncated": f"{m['truncated_share']:.1%}" for s, m in metrics.items()})
+    summary(
+        "encode",
+        max_len=settings["max_len"],
+        **{f"{s}_truncated": f"{m['truncated_share']:.1%}" for s, m in metrics.items()},
+    )
 
 
 if __name__ == "__main__":

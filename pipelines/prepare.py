@@ -22,7 +22,9 @@ def main(cfg: DictConfig) -> None:
     raw = resolve_path(cfg.paths.raw_dir)
     source = read_json(raw / "source.json")
     train, val = stratified_split(
-        read_split_table(raw, "train"), cfg.data.split.val_fraction, cfg.data.split.seed,
+        read_split_table(raw, "train"),
+        cfg.data.split.val_fraction,
+        cfg.data.split.seed,
         key="data.split.val_fraction",
     )
     tables = {"train": train, "val": val, "test": read_split_table(raw, "test")}
@@ -34,7 +36,9 @@ def main(cfg: DictConfig) -> None:
         vocab.save(out / "vocab.json")
         for split, table in tables.items():
             flat, offsets = vocab.encode(tokens[split])
-            write_split_table(out, split, token_id_table(flat, offsets, table.column("label").combine_chunks()))
+            write_split_table(
+                out, split, token_id_table(flat, offsets, table.column("label").combine_chunks())
+            )
             lengths = token_length_stats(offsets)
             metrics["splits"][split] = {
                 "reviews": table.num_rows,
@@ -43,15 +47,22 @@ def main(cfg: DictConfig) -> None:
                 "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
                 "label_counts": np.bincount(table.column("label").to_numpy()).tolist(),
             }
-        write_json(out / "meta.json", {
-            "label_names": source["label_names"],
-            "num_classes": len(source["label_names"]),
-            "vocab_size": len(vocab),
-            "tokenizer": section(cfg, "data.tokenizer"),
-        })
+        write_json(
+            out / "meta.json",
+            {
+                "label_names": source["label_names"],
+                "num_classes": len(source["label_names"]),
+                "vocab_size": len(vocab),
+                "tokenizer": section(cfg, "data.tokenizer"),
+            },
+        )
     write_json(resolve_path(cfg.paths.reports_dir) / "data" / "prepare.json", metrics)
-    summary("prepare", vocab=len(vocab), **{s: m["reviews"] for s, m in metrics["splits"].items()},
-            train_oov=f"{metrics['splits']['train']['oov_rate']:.2%}")
+    summary(
+        "prepare",
+        vocab=len(vocab),
+        **{s: m["reviews"] for s, m in metrics["splits"].items()},
+        train_oov=f"{metrics['splits']['train']['oov_rate']:.2%}",
+    )
 
 
 if __name__ == "__main__":

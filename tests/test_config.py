@@ -16,7 +16,9 @@ def compose_cfg(project_root, overrides=()):
 
 def test_params_yaml_is_the_composition_of_conf(project_root):
     committed = (project_root / "params.yaml").read_text(encoding="utf-8")
-    assert committed == compose_params(project_root), "params.yaml drifted from conf/: run `rnnlab sync-params`"
+    assert committed == compose_params(project_root), (
+        "params.yaml drifted from conf/: run `rnnlab sync-params`"
+    )
 
 
 def test_required_groups_compose(project_root):

@@ -25,7 +25,9 @@ def test_bucket_batches_cover_every_index_once_with_similar_lengths():
 
 def test_bucket_order_depends_on_seed_and_epoch():
     lengths = np.arange(200)
-    sampler = BucketBatchSampler(range(200), batch_size=8, drop_last=True, lengths=lengths, pool_factor=25, seed=1)
+    sampler = BucketBatchSampler(
+        range(200), batch_size=8, drop_last=True, lengths=lengths, pool_factor=25, seed=1
+    )
     first = list(sampler)
     assert first == list(sampler)
     sampler.set_epoch(1)
@@ -36,7 +38,9 @@ def test_bucket_order_depends_on_seed_and_epoch():
 def test_bucket_sampler_shards_under_a_distributed_sampler():
     lengths = np.arange(100)
     shards = [
-        BucketBatchSampler(DistributedSampler(range(100), num_replicas=2, rank=r, shuffle=False), 10, False, lengths)
+        BucketBatchSampler(
+            DistributedSampler(range(100), num_replicas=2, rank=r, shuffle=False), 10, False, lengths
+        )
         for r in (0, 1)
     ]
     seen = [sorted(i for b in s for i in b) for s in shards]
@@ -48,8 +52,9 @@ def make_encoded(folder, padding):
     if padding == "pre":
         ids = np.array([[0, 5, 6, 7], [0, 0, 8, 9], [0, 0, 0, 4]], np.int32)
     for split in ("train", "val", "test"):
-        EncodedSplit(ids, np.array([3, 2, 1], np.int32), np.array([3, 2, 1], np.int32),
-                     np.array([1, 0, 1], np.int32)).save(folder / split)
+        EncodedSplit(
+            ids, np.array([3, 2, 1], np.int32), np.array([3, 2, 1], np.int32), np.array([1, 0, 1], np.int32)
+        ).save(folder / split)
     write_json(folder / "meta.json", {"vocab_size": 10, "num_classes": 2, "padding": padding, "max_len": 4})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rnnlab.data import encode
 from rnnlab.data.encode import pad_and_truncate, token_length_stats
 from rnnlab.errors import ConfigError
 
@@ -34,7 +35,9 @@ def test_defaults_are_post_post_and_wide_max_len_only_pads():
     assert ids[0].tolist() == [0, 1, 2, 3, 4, 5] and lengths.tolist() == [5, 0, 3, 4]
 
 
-def test_matches_a_row_by_row_reference_on_random_data():
+@pytest.mark.parametrize("block_slots", [1 << 21, 7, 20])  # one block; one row per block; 2 rows per block
+def test_matches_a_row_by_row_reference_on_random_data(monkeypatch, block_slots):
+    monkeypatch.setattr(encode, "BLOCK_SLOTS", block_slots)
     rng = np.random.default_rng(0)
     offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 12, 300))])
     flat = rng.integers(2, 50, offsets[-1]).astype(np.int32)

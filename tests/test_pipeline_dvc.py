@@ -34,8 +34,12 @@ def repo(tmp_path_factory, project_root, mini_archive) -> tuple[Path, dict]:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target)
-    env = {**os.environ, "RNNLAB_IMDB_SOURCE": str(mini_archive), "RNNLAB_IMDB_SHA256": sha256_file(mini_archive),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "RNNLAB_IMDB_SOURCE": str(mini_archive),
+        "RNNLAB_IMDB_SHA256": sha256_file(mini_archive),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     run(["git", "init", "-q"], work, env)
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "add", "-A"], work, env)
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "init"], work, env)
@@ -51,7 +55,11 @@ def stats_vocab_size(work: Path) -> int:
 
 def test_outputs_of_the_data_stages(repo):
     work, _ = repo
-    assert sorted(p.name for p in (work / "data/raw/imdb").iterdir()) == ["source.json", "test.parquet", "train.parquet"]
+    assert sorted(p.name for p in (work / "data/raw/imdb").iterdir()) == [
+        "source.json",
+        "test.parquet",
+        "train.parquet",
+    ]
     vocab = json.loads((work / "data/prepared/imdb/vocab.json").read_text())
     assert vocab["specials"] == ["<pad>", "<oov>"] and len(vocab["tokens"]) + 2 == stats_vocab_size(work)
     meta = json.loads((work / "data/encoded/imdb/meta.json").read_text())
@@ -73,7 +81,7 @@ def test_second_repro_runs_nothing(repo):
 
 
 def test_changing_max_len_reruns_only_encode(repo):
-    """`dvc exp run -S` recomposes conf/ into params.yaml (Hydra integration); only `encode` depends on max_len."""
+    """`dvc exp run -S` recomposes conf/ into params.yaml; only `encode` depends on max_len."""
     work, env = repo
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "add", "-A"], work, env)
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "lock"], work, env)
@@ -88,7 +96,25 @@ def test_invalid_value_is_named_with_the_allowed_values(repo):
     work, env = repo
     done = subprocess.run(
         [sys.executable, "pipelines/encode.py", "data.encode.padding=middle"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2
     assert "data.encode.padding" in done.stderr and "pre" in done.stderr and "post" in done.stderr
+
+
+def test_data_overview_notebook_executes(repo, project_root):
+    """The notebook runs top to bottom on the reproduced data, so it cannot rot."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    work, _ = repo
+    notebook = nbformat.read(project_root / "notebooks" / "data_overview.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert "vocabulary:" in outputs and "most frequent:" in outputs

@@ -12,7 +12,7 @@ ROOT_ENV = "RNNLAB_ROOT"
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The folder holding `conf/config.yaml`: `$RNNLAB_ROOT`, else the nearest one above `start` (or the cwd)."""
+    """The folder holding `conf/config.yaml`: `$RNNLAB_ROOT`, else the nearest above `start` or the cwd."""
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV]).resolve()
     here = Path(start or Path.cwd()).resolve()

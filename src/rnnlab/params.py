@@ -17,7 +17,7 @@ def compose_params(root: Path, overrides: list[str] | None = None) -> str:
 
 
 def sync_params(root: Path, check: bool = False) -> bool:
-    """Rewrite `root/params.yaml` from conf/ (or only compare when `check`); True when it was already in sync."""
+    """Rewrite `root/params.yaml` from conf/ (only compare when `check`); True if it was already in sync."""
     target = root / "params.yaml"
     composed = compose_params(root)
     in_sync = target.is_file() and target.read_text(encoding="utf-8") == composed

@@ -36,7 +36,9 @@ def run_name(task: str, model: str) -> str:
 
 def git_commit(root: Path) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except OSError:
         return "unknown"
     return out.stdout.strip() or "unknown"
@@ -63,6 +65,10 @@ def make_logger(
     if os.environ.get(PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = os.environ[PARENT_RUN_ENV]
     return MLFlowLogger(
-        experiment_name=task, run_name=run_name(task, model), tracking_uri=uri, tags=tags, run_id=run_id,
+        experiment_name=task,
+        run_name=run_name(task, model),
+        tracking_uri=uri,
+        tags=tags,
+        run_id=run_id,
         log_model=False,
     )

@@ -14,10 +14,14 @@ MONITOR = "val/acc"
 
 
 def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_embedding_epochs: int) -> list:
-    """Best and last checkpoints (names without `=` or `/`), early stopping, LR monitor, throughput, progress."""
+    """Best and last checkpoints (no `=` or `/` in names), early stop, LR monitor, throughput, progress."""
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
-            dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max", save_last=True,
+            dirpath=checkpoint_dir,
+            filename="best",
+            monitor=MONITOR,
+            mode="max",
+            save_last=True,
             auto_insert_metric_name=False,
         ),
         LearningRateMonitor(logging_interval="epoch"),
@@ -33,4 +37,7 @@ def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_e
 
 def build_trainer(trainer_cfg: dict[str, Any], callbacks: list, logger: Any) -> L.Trainer:
     """`trainer_cfg` holds Lightning Trainer arguments (conf/trainer/*.yaml) verbatim."""
+    if not trainer_cfg.get("enable_progress_bar", True):
+        # Lightning refuses a progress-bar callback together with enable_progress_bar=False.
+        callbacks = [c for c in callbacks if not isinstance(c, TQDMProgressBar)]
     return L.Trainer(**trainer_cfg, callbacks=callbacks, logger=logger)

@@ -70,7 +70,12 @@ class SequenceDataModule(L.LightningDataModule):
     """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches."""
 
     def __init__(
-        self, encoded_dir: str | Path, batch_size: int = 64, num_workers: int = 0, bucket: bool = True, seed: int = 0
+        self,
+        encoded_dir: str | Path,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        bucket: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.encoded_dir = Path(encoded_dir)
@@ -102,15 +107,22 @@ class SequenceDataModule(L.LightningDataModule):
         sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         if self.bucket:
             batches = BucketBatchSampler(
-                sampler, self.batch_size, drop_last=False, lengths=self.splits[split].lengths,
-                shuffle=shuffle, seed=self.seed,
+                sampler,
+                self.batch_size,
+                drop_last=False,
+                lengths=self.splits[split].lengths,
+                shuffle=shuffle,
+                seed=self.seed,
             )
             loader_args: dict[str, Any] = {"batch_sampler": batches}
         else:
             loader_args = {"sampler": sampler, "batch_size": self.batch_size}
         return DataLoader(
-            dataset, collate_fn=TrimCollate(self.meta["padding"]), num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, **loader_args,
+            dataset,
+            collate_fn=TrimCollate(self.meta["padding"]),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **loader_args,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -13,6 +13,7 @@ from rnnlab.errors import ConfigError
 
 SIDES = ("pre", "post")
 PERCENTILES = (50, 90, 95, 99)
+BLOCK_SLOTS = 1 << 21  # output ids filled per block (8 MiB of int32)
 
 
 def pad_and_truncate(
@@ -22,26 +23,34 @@ def pad_and_truncate(
 
     `truncating`: "post" keeps the first `max_len` ids of a longer sequence, "pre" keeps the last ones.
     `padding`: "post" puts the padding id (0) after the ids, "pre" before them. `lengths` holds the number
-    of ids kept per row (``min(length, max_len)``). Vectorised: no Python loop over the rows.
+    of ids kept per row (``min(length, max_len)``). Vectorised over blocks of rows (no loop over rows).
     """
     _check_settings(max_len, padding, truncating)
     flat_ids = np.asarray(flat_ids)
     offsets = _checked_offsets(offsets, len(flat_ids))
-    full = np.diff(offsets)
-    kept = np.minimum(full, max_len)
-    starts = offsets[:-1] + (full - kept if truncating == "pre" else 0)
+    lengths = np.diff(offsets)
+    out = np.full((len(lengths), max_len), Vocabulary.PAD, dtype=np.int32)
+    step = max(1, BLOCK_SLOTS // max_len)
+    for lo in range(0, len(lengths), step):  # blocks keep the temporaries small: fresh memory is slow
+        hi = min(lo + step, len(lengths))
+        _fill_block(out[lo:hi], flat_ids[offsets[lo] : offsets[hi]], lengths[lo:hi], padding, truncating)
+    return out, np.minimum(lengths, max_len).astype(np.int32)
+
+
+def _fill_block(out: np.ndarray, ids: np.ndarray, lengths: np.ndarray, padding: str, truncating: str) -> None:
+    """Write the kept part of the sequences (`ids` cut by `lengths`) into `out`'s rows (all padding)."""
+    max_len = out.shape[1]
+    kept = np.minimum(lengths, max_len)
+    starts = np.cumsum(lengths) - lengths + (lengths - kept if truncating == "pre" else 0)
     columns = np.arange(max_len)
     slots = columns >= (max_len - kept)[:, None] if padding == "pre" else columns < kept[:, None]
-    out = np.full(slots.shape, Vocabulary.PAD, dtype=np.int32)
-    out[slots] = flat_ids[_kept_mask(len(flat_ids), starts, kept)]  # both sides in row-major order
-    return out, kept.astype(np.int32)
+    out[slots] = ids[_kept_mask(len(ids), starts, kept)]  # both sides in row-major order
 
 
 def _kept_mask(n_ids: int, starts: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """Boolean mask over the flat ids: True inside each row's kept run ``[start, start + kept)``.
+    """Boolean mask over the ids: True inside each row's kept run ``[start, start + kept)``.
 
-    Built as +1 at every run start and -1 at every run end, then a running sum; small int8 temporaries
-    keep it fast (fresh memory is the main cost here).
+    Built as +1 at every run start and -1 at every run end, then a running sum in int8.
     """
     nonempty = kept > 0
     delta = np.zeros(n_ids + 1, dtype=np.int8)

@@ -12,7 +12,8 @@ from torch.utils.data import BatchSampler, Sampler
 class BucketBatchSampler(BatchSampler):
     """Batch the indices of `sampler` so that each batch holds sequences of similar length.
 
-    Indices are drawn from `sampler` (random, sequential or distributed) in pools of `pool_factor * batch_size`;
+    Indices are drawn from `sampler` (random, sequential or distributed) in pools of
+    `pool_factor * batch_size`;
     each pool is sorted by length, cut into batches, and (when `shuffle`) the batches of a pool are shuffled.
     It keeps PyTorch's `BatchSampler` signature so Lightning can swap in a `DistributedSampler` under DDP.
     """

@@ -9,7 +9,9 @@ from sklearn.model_selection import train_test_split
 from rnnlab.errors import ConfigError
 
 
-def stratified_split(table: pa.Table, fraction: float, seed: int, key: str = "fraction") -> tuple[pa.Table, pa.Table]:
+def stratified_split(
+    table: pa.Table, fraction: float, seed: int, key: str = "fraction"
+) -> tuple[pa.Table, pa.Table]:
     """Split `table` into (rest, held-out) with `fraction` of each label held out; row order is kept.
 
     `key` names the config setting in error messages (e.g. `data.split.val_fraction`).

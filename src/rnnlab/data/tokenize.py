@@ -33,12 +33,15 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnnlab.errors import ConfigError
+
+T = TypeVar("T")
 
 LEVELS = ("word", "char")
 CONTRACTION_MODES = ("keep", "split")
@@ -52,7 +55,11 @@ _LEFT_OVER = r"\x01[\pL\pN\pM]'[\pL\pN\pM]"  # starts with a literal: a fast sca
 _WORD_END = r"([^\pL\pN\pM\x01]|$)"
 _CLITIC_NT = r"(?i)(n\x01t)" + _WORD_END
 _CLITIC_OTHER = r"(?i)(\x01(?:s|re|ve|ll|d|m))" + _WORD_END
-_PUNCTUATION = r"[^\pL\pN\pM\s\x01]"  # RE2's \s is ASCII: other spaces are split off, then dropped
+_PUNCTUATION = r"[^\pL\pN\pM\s\v\x01]"
+# The marker and what Python's str.isspace() calls whitespace beyond ASCII's " \t\n\v\f\r"
+_RARE_SPACE = (
+    r"[\x01\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+)
 
 
 @dataclass(frozen=True)
@@ -109,37 +116,48 @@ def resolve_threads(threads: int | None) -> int:
     return threads
 
 
+def map_ranges(n: int, func: Callable[[int, int], T], threads: int | None) -> list[T]:
+    """``[func(lo, hi), ...]`` over contiguous ranges covering ``0..n``, run on a pool of `threads` threads.
+
+    Each thread gets a few ranges (``CHUNKS_PER_THREAD``) to even out uneven work; results keep range order.
+    """
+    threads = resolve_threads(threads)
+    n_chunks = max(1, min(n, threads * CHUNKS_PER_THREAD) if threads > 1 else 1)
+    bounds = np.linspace(0, n, n_chunks + 1).astype(np.int64).tolist()
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if n_chunks == 1:
+        return [func(*ranges[0])]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda r: func(*r), ranges))
+
+
 def map_chunks(array: pa.Array, func: Callable[[pa.Array], pa.Array], threads: int | None) -> pa.Array:
     """Apply `func` to contiguous slices of `array` on a thread pool; concatenate the results in order."""
-    threads = resolve_threads(threads)
-    n_chunks = min(len(array), threads * CHUNKS_PER_THREAD) if threads > 1 else 1
-    if n_chunks <= 1:
-        return func(array)
-    bounds = np.linspace(0, len(array), n_chunks + 1).astype(np.int64)
-    chunks = [array.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(func, chunks))
-    return pa.concat_arrays(parts)
+    parts = map_ranges(len(array), lambda lo, hi: func(array.slice(lo, hi - lo)), threads)
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 
 def _tokenize_chunk(texts: pa.StringArray, cfg: TokenizerConfig) -> pa.ListArray:
     if cfg.lowercase:
         texts = pc.utf8_lower(texts)
-    if cfg.strip_html:
-        texts = pc.replace_substring_regex(texts, _HTML_TAG, " ")
     if cfg.level == "char":
+        if cfg.strip_html:
+            texts = pc.replace_substring_regex(texts, _HTML_TAG, " ")
         return _split_chars(texts)
-    return _split_words(texts, split_contractions=cfg.contractions == "split")
+    # One pass blanks the tags, any marker character and the non-ASCII whitespace, so that ASCII whitespace
+    # splitting suffices (pyarrow 25's utf8_split_whitespace mishandles trailing runs of whitespace).
+    blank = f"{_HTML_TAG}|{_RARE_SPACE}" if cfg.strip_html else _RARE_SPACE
+    return _split_words(pc.replace_substring_regex(texts, blank, " "), cfg.contractions == "split")
 
 
 def _split_words(texts: pa.StringArray, split_contractions: bool) -> pa.ListArray:
-    texts = _protect_inner_apostrophes(pc.replace_substring(texts, _MARK, " "))
+    texts = _protect_inner_apostrophes(texts)
     if split_contractions:
         texts = pc.replace_substring_regex(texts, _CLITIC_NT, " \\1\\2")
         texts = pc.replace_substring_regex(texts, _CLITIC_OTHER, " \\1\\2")
     texts = pc.replace_substring_regex(texts, _PUNCTUATION, " \\0 ")
     texts = pc.replace_substring(texts, _MARK, "'")
-    return _drop_empty_tokens(pc.utf8_split_whitespace(texts))
+    return _drop_empty_tokens(pc.ascii_split_whitespace(texts))
 
 
 def _protect_inner_apostrophes(texts: pa.StringArray) -> pa.StringArray:
@@ -184,9 +202,10 @@ def _split_chars(texts: pa.StringArray) -> pa.ListArray:
     offsets = np.frombuffer(texts.buffers()[1], np.int32)[texts.offset : texts.offset + len(texts) + 1]
     lo, hi = int(offsets[0]), int(offsets[-1])
     data = texts.buffers()[2].slice(lo, hi - lo) if hi > lo else pa.py_buffer(b"")
-    starts = np.flatnonzero((np.frombuffer(data, np.uint8) & 0xC0) != 0x80).astype(np.int32)
-    token_offsets = np.append(starts, np.int32(hi - lo))
-    values = pa.StringArray.from_buffers(len(starts), pa.py_buffer(token_offsets), data)
+    raw = np.frombuffer(data, np.uint8)
+    continuation = np.flatnonzero((raw & 0xC0) == 0x80)  # the 2nd..4th bytes of a character: few
+    token_offsets = np.delete(np.arange(len(raw) + 1, dtype=np.int32), continuation)
+    values = pa.StringArray.from_buffers(len(token_offsets) - 1, pa.py_buffer(token_offsets), data)
     char_counts = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
     list_offs = np.concatenate([[0], np.cumsum(char_counts, dtype=np.int64)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(list_offs), values)

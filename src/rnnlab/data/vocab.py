@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rnnlab.data.tokenize import list_offsets, map_chunks
+from rnnlab.data.tokenize import list_offsets, map_chunks, map_ranges
 from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.io import read_json, write_json
 
 FORMAT = "rnnlab-vocabulary/1"
+TokenLists = pa.ListArray | pa.ChunkedArray  # list<string>: one list of tokens per text, as from tokenize()
 
 
 class Vocabulary:
@@ -42,7 +43,7 @@ class Vocabulary:
 
     @classmethod
     def build(
-        cls, tokens: pa.ListArray, max_size: int | None = None, min_freq: int = 1, threads: int | None = None
+        cls, tokens: TokenLists, max_size: int | None = None, min_freq: int = 1, threads: int | None = None
     ) -> Vocabulary:
         """Count the tokens of `tokens` (one list per text) and keep the most frequent ones.
 
@@ -91,22 +92,24 @@ class Vocabulary:
             raise IndexError(f"token id {token_id} out of range for a vocabulary of {len(self._itos)}")
         return self._itos[token_id]
 
-    def encode(self, tokens: pa.ListArray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, tokens: TokenLists, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Map every token to its id (OOV for unknown ones), threaded over chunks.
 
         Returns ``(ids, offsets)``: ids is a flat int32 array of all tokens in order, and the tokens of
         text ``i`` are ``ids[offsets[i]:offsets[i + 1]]`` (offsets: int64, length ``len(tokens) + 1``).
         """
         tokens = _as_list_array(tokens)
-        ids = map_chunks(tokens.flatten(), self._lookup, threads)
-        return np.array(ids.to_numpy(zero_copy_only=False), dtype=np.int32), list_offsets(tokens)
+        values = tokens.flatten()
+        ids = np.empty(len(values), dtype=np.int32)
+        map_ranges(len(values), lambda lo, hi: self._lookup(values.slice(lo, hi - lo), ids[lo:hi]), threads)
+        return ids, list_offsets(tokens)
 
-    def _lookup(self, values: pa.StringArray) -> pa.Array:
-        """Ids of `values`: the position in the kept tokens plus 2, and -1 + 2 = OOV for a miss."""
+    def _lookup(self, values: pa.StringArray, out: np.ndarray) -> None:
+        """Write the ids of `values` to `out`: position among the kept tokens + 2 (a miss: -1 + 2 = OOV)."""
         positions = pc.fill_null(pc.index_in(values, value_set=self._value_set), -1)
-        return pc.add(positions, pa.scalar(len(self.SPECIALS), pa.int32()))
+        np.add(positions.to_numpy(), len(self.SPECIALS), out=out)
 
-    def oov_rate(self, tokens: pa.ListArray, threads: int | None = None) -> float:
+    def oov_rate(self, tokens: TokenLists, threads: int | None = None) -> float:
         """Share of the tokens in `tokens` that encode to OOV (0.0 when there are none)."""
         ids, _ = self.encode(tokens, threads)
         return float(np.count_nonzero(ids == self.OOV) / len(ids)) if len(ids) else 0.0
@@ -134,7 +137,7 @@ class Vocabulary:
         return cls(data["tokens"], data["counts"])
 
 
-def _as_list_array(tokens: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
+def _as_list_array(tokens: TokenLists) -> pa.ListArray:
     if isinstance(tokens, pa.ChunkedArray):
         return tokens.combine_chunks() if tokens.num_chunks else pa.array([], pa.list_(pa.string()))
     return tokens

@@ -45,7 +45,9 @@ class SequenceClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
-            raise ConfigError(f"optim.scheduler={scheduler!r} is not allowed; choose one of: {', '.join(SCHEDULERS)}")
+            raise ConfigError(
+                f"optim.scheduler={scheduler!r} is not allowed; choose one of: {', '.join(SCHEDULERS)}"
+            )
         self.save_hyperparameters()
         self.encoder = RecurrentEncoder(vocab_size, EncoderConfig(**encoder))
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, num_classes))
@@ -86,7 +88,9 @@ class SequenceClassifier(L.LightningModule):
         self.log("train/grad_norm", norm, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         if self.hparams.scheduler == "none":
             return optimizer
         if self.hparams.scheduler == "onecycle":

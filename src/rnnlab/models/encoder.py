@@ -36,10 +36,15 @@ class EncoderConfig:
     forget_bias: float | None = 1.0
 
     def __post_init__(self) -> None:
-        for key, value, allowed in (("cell", self.cell, tuple(CELLS)), ("pooling", self.pooling, POOLINGS),
-                                    ("init", self.init, INITS)):
+        for key, value, allowed in (
+            ("cell", self.cell, tuple(CELLS)),
+            ("pooling", self.pooling, POOLINGS),
+            ("init", self.init, INITS),
+        ):
             if value not in allowed:
-                raise ConfigError(f"model.{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+                raise ConfigError(
+                    f"model.{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}"
+                )
         for key in ("num_layers", "hidden_size", "embedding_dim"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"model.{key}={getattr(self, key)!r} must be a positive integer")
@@ -67,7 +72,9 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 class RecurrentLayer(nn.Module):
     """One layer: a forward RNN and, when bidirectional, a backward one over length-reversed input."""
 
-    def __init__(self, cell: type[nn.RNNBase], input_size: int, hidden_size: int, bidirectional: bool) -> None:
+    def __init__(
+        self, cell: type[nn.RNNBase], input_size: int, hidden_size: int, bidirectional: bool
+    ) -> None:
         super().__init__()
         self.forward_rnn = cell(input_size, hidden_size, batch_first=True)
         self.backward_rnn = cell(input_size, hidden_size, batch_first=True) if bidirectional else None
@@ -90,7 +97,8 @@ class RecurrentEncoder(nn.Module):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         sizes = [config.embedding_dim] + [config.output_size] * (config.num_layers - 1)
         self.layers = nn.ModuleList(
-            RecurrentLayer(CELLS[config.cell], size, config.hidden_size, config.bidirectional) for size in sizes
+            RecurrentLayer(CELLS[config.cell], size, config.hidden_size, config.bidirectional)
+            for size in sizes
         )
         self.layer_dropout = nn.Dropout(config.dropout)
         self.pooling = Pooling(config.pooling, config.hidden_size, config.directions)
@@ -101,7 +109,9 @@ class RecurrentEncoder(nn.Module):
         return self.config.output_size
 
     def recurrent_modules(self) -> list[nn.RNNBase]:
-        return [rnn for layer in self.layers for rnn in (layer.forward_rnn, layer.backward_rnn) if rnn is not None]
+        return [
+            rnn for layer in self.layers for rnn in (layer.forward_rnn, layer.backward_rnn) if rnn is not None
+        ]
 
     def reset_recurrent_parameters(self) -> None:
         """Apply `init` (orthogonal W_hh per gate, zero biases) and the LSTM `forget_bias`."""

@@ -17,8 +17,15 @@ def parameter_rows(model: nn.Module, max_depth: int = 3) -> list[dict]:
             continue
         trainable = sum(p.numel() for p in params if p.requires_grad)
         total = sum(p.numel() for p in params)
-        rows.append({"layer": name, "type": type(module).__name__, "params": total,
-                     "trainable": trainable, "frozen": total - trainable})
+        rows.append(
+            {
+                "layer": name,
+                "type": type(module).__name__,
+                "params": total,
+                "trainable": trainable,
+                "frozen": total - trainable,
+            }
+        )
     return rows
 
 
@@ -30,7 +37,9 @@ def model_summary(model: nn.Module, max_depth: int = 3) -> str:
     lines.append("-" * len(lines[0]))
     for r in rows:
         label = "  " * r["layer"].count(".") + r["layer"]
-        lines.append(f"{label:<{width}}  {r['type']:<16} {r['params']:>12,} {r['trainable']:>12,} {r['frozen']:>10,}")
+        lines.append(
+            f"{label:<{width}}  {r['type']:<16} {r['params']:>12,} {r['trainable']:>12,} {r['frozen']:>10,}"
+        )
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lines.append("-" * len(lines[0]))
