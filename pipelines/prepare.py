@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
             lengths = token_length_stats(offsets)
             metrics["splits"][split] = {
                 "reviews": table.num_rows,
-                "oov_rate": vocab.oov_rate(tokens[split]),
+                "oov_rate": Vocabulary.oov_share(flat),
                 "empty_reviews": lengths["empty"],
                 "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
                 "label_counts": np.bincount(table.column("label").to_numpy()).tolist(),

@@ -112,7 +112,12 @@ class Vocabulary:
     def oov_rate(self, tokens: TokenLists, threads: int | None = None) -> float:
         """Share of the tokens in `tokens` that encode to OOV (0.0 when there are none)."""
         ids, _ = self.encode(tokens, threads)
-        return float(np.count_nonzero(ids == self.OOV) / len(ids)) if len(ids) else 0.0
+        return self.oov_share(ids)
+
+    @classmethod
+    def oov_share(cls, ids: np.ndarray) -> float:
+        """Share of already-encoded `ids` that are OOV (0.0 when there are none)."""
+        return float(np.count_nonzero(ids == cls.OOV) / len(ids)) if len(ids) else 0.0
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (atomically): the specials, then the kept tokens and their counts."""
