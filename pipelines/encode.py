@@ -6,11 +6,9 @@ from omegaconf import DictConfig
 
 from rnnlab.config import resolve_path, section
 from rnnlab.data.encode import pad_and_truncate, token_length_stats
-from rnnlab.data.store import EncodedSplit, ragged_ids, read_split_table
+from rnnlab.data.store import SPLITS, EncodedSplit, ragged_ids, read_split_table
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.stage import report_errors, summary
-
-SPLITS = ("train", "val", "test")
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

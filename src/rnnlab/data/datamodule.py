@@ -11,10 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from rnnlab.data.sampling import BucketBatchSampler
-from rnnlab.data.store import EncodedSplit
+from rnnlab.data.store import SPLITS, EncodedSplit
 from rnnlab.io import read_json
-
-SPLITS = ("train", "val", "test")
 
 
 class EncodedDataset(Dataset):

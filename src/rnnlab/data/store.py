@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from rnnlab.errors import LayoutError
 
+SPLITS = ("train", "val", "test")  # the splits prepare and encode write
 ENCODED_ARRAYS = ("ids", "lengths", "token_counts", "labels")
 
 
