@@ -1,37 +1,33 @@
 """Train one recurrent classifier (`model=<rnn|lstm|gru|bilstm>`) on the encoded data; log it to MLflow.
 
     python pipelines/train.py model=gru trainer.max_epochs=3
-    python pipelines/train.py -m model=rnn,lstm,gru,bilstm        # one MLflow parent run, four children
+    python pipelines/train.py model=gru ckpt_path=last trainer.max_epochs=6   # resume, same MLflow run
+    python pipelines/train.py -m model=rnn,lstm,gru,bilstm   # one MLflow parent run, four children
 DVC runs it as `train@<model>` on params.yaml (see dvc.yaml).
 """
 
 import time
+from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import tracking
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.io import write_json
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.models.build import build_classifier
 from rnnlab.models.summary import model_summary
 from rnnlab.stage import report_errors, summary
-from rnnlab.training import build_callbacks, build_trainer
-
-ENCODER_KEYS = (
-    "cell",
-    "bidirectional",
-    "num_layers",
-    "hidden_size",
-    "embedding_dim",
-    "embedding_dropout",
-    "dropout",
-    "pooling",
-    "init",
-    "forget_bias",
+from rnnlab.training import (
+    build_callbacks,
+    build_trainer,
+    checkpoint_run_id,
+    epochs_completed,
+    resume_checkpoint,
 )
 
 
@@ -45,19 +41,14 @@ def main(cfg: DictConfig) -> float:
     data = SequenceDataModule(
         resolve_path(cfg.paths.encoded_dir), seed=cfg.seed, **section(cfg, "data.loader")
     )
-    model = SequenceClassifier(
-        data.vocab_size,
-        data.num_classes,
-        {k: model_cfg[k] for k in ENCODER_KEYS},
-        **section(cfg, "optim"),
-        head_dropout=model_cfg["head_dropout"],
-    )
+    vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
+    model, coverage = build_classifier(model_cfg, section(cfg, "optim"), data.num_classes, vocab_path)
     out_dir = resolve_path(cfg.paths.models_dir) / model_cfg["name"]
-    uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
+    resume = resume_checkpoint(cfg.ckpt_path, out_dir / "checkpoints")
     logger = tracking.make_logger(
         task=cfg.logger.experiment_name,
         model=model_cfg["name"],
-        uri=uri,
+        uri=tracking.tracking_uri(cfg.logger.tracking_uri, root),
         root=root,
         tags={
             "git_commit": tracking.git_commit(root),
@@ -65,48 +56,76 @@ def main(cfg: DictConfig) -> float:
             "model": model_cfg["name"],
             "cell": model_cfg["cell"],
         },
+        run_id=checkpoint_run_id(resume) if resume else None,
     )
-    trainer = build_trainer(
-        section(cfg, "trainer"),
-        build_callbacks(
-            out_dir / "checkpoints", cfg.train.early_stopping_patience, model_cfg["freeze_embeddings_epochs"]
-        ),
-        logger,
+    callbacks = build_callbacks(
+        out_dir / "checkpoints", cfg.train.early_stopping_patience, model_cfg["freeze_embeddings_epochs"]
     )
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
+    record_run_setup(logger, cfg, model, trainer, coverage, resumed=resume is not None)
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    trainer.fit(model, datamodule=data, ckpt_path=resume)
     train_seconds = time.perf_counter() - started
     # trainer.test() below resets callback_metrics: read the training throughput now.
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
     best = trainer.checkpoint_callback.best_model_score
+    best = float(best) if best is not None else float("nan")
     test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0]
     if trainer.is_global_zero:
-        params = sum(p.numel() for p in model.parameters())
         report = {
             "model": model_cfg["name"],
             "run_id": logger.run_id,
-            "params": params,
-            "epochs": trainer.current_epoch,
+            "params": sum(p.numel() for p in model.parameters()),
+            "epochs": epochs_completed(out_dir / "checkpoints"),
             "train_seconds": round(train_seconds, 1),
-            "val_acc_best": float(best) if best is not None else None,
+            "val_acc_best": best,
             "train_seq_per_s": train_seq_per_s,
             **{k: float(v) for k, v in test.items()},
         }
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "summary.txt").write_text(model_summary(model) + "\n", encoding="utf-8")
-        write_json(resolve_path(cfg.paths.reports_dir) / "train" / f"{model_cfg['name']}.json", report)
-        run = logger.experiment
-        run.log_text(logger.run_id, model_summary(model), "model_summary.txt")
-        run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        run.log_artifact(logger.run_id, str(resolve_path(cfg.paths.prepared_dir) / "vocab.json"))
-        run.log_artifact(logger.run_id, trainer.checkpoint_callback.best_model_path, "checkpoints")
-        summary(
-            "train",
-            **{k: report[k] for k in ("model", "params", "epochs", "val_acc_best")},
-            test_acc=round(report.get("test/acc", float("nan")), 4),
-        )
-    return float(best) if best is not None else 0.0
+        write_outputs(cfg, model, logger, trainer.checkpoint_callback.best_model_path, report, out_dir)
+    return best
+
+
+def record_run_setup(
+    logger: MLFlowLogger, cfg: DictConfig, model: L.LightningModule, trainer: L.Trainer,
+    coverage: float | None, resumed: bool,
+) -> None:
+    """Params (the resolved config and model facts) and the device tags, before training starts."""
+    facts = {
+        "vocab_size": model.hparams.vocab_size,
+        "num_classes": model.hparams.num_classes,
+        "param_count": sum(p.numel() for p in model.parameters()),
+    }
+    tracking.log_params(logger, {**OmegaConf.to_container(cfg, resolve=True), **facts}, resumed)
+    run = logger.experiment
+    run.set_tag(logger.run_id, "device", tracking.device_name(trainer.strategy.root_device))
+    run.set_tag(logger.run_id, "world_size", str(trainer.world_size))
+    if resumed:
+        run.update_run(logger.run_id, status="RUNNING")
+    if coverage is not None:
+        logger.log_metrics({"embeddings/pretrained_coverage": coverage})
+
+
+def write_outputs(
+    cfg: DictConfig, model: L.LightningModule, logger: MLFlowLogger, best_path: str, report: dict,
+    out_dir: Path,
+) -> None:
+    """The stage's outs (summary, report) and the run's artifacts; rank 0 only."""
+    text = model_summary(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    write_json(resolve_path(cfg.paths.reports_dir) / "train" / f"{report['model']}.json", report)
+    logger.log_metrics({"val/acc_best": report["val_acc_best"]})
+    run = logger.experiment
+    run.log_text(logger.run_id, text, "model_summary.txt")
+    run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    run.log_artifact(logger.run_id, str(resolve_path(cfg.paths.prepared_dir) / "vocab.json"))
+    run.log_artifact(logger.run_id, best_path, "checkpoints")
+    summary(
+        "train",
+        **{k: report[k] for k in ("model", "params", "epochs", "val_acc_best")},
+        test_acc=round(report.get("test/acc", float("nan")), 4),
+    )
 
 
 if __name__ == "__main__":

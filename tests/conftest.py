@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from synthetic import write_encoded, write_vocab
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MINI_SHA256 = "5e5fd58d692cf7cfa6258283ac4c3c794a256c4f955a903d77168e3bb405c518"
@@ -25,3 +27,12 @@ def mini_archive() -> Path:
         pytest.skip(f"offline data not found at {path}")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == MINI_SHA256
     return path
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    """(encoded dir, prepared dir holding vocab.json)."""
+    root = tmp_path_factory.mktemp("data")
+    write_encoded(root / "encoded")
+    write_vocab(root / "prepared")
+    return root / "encoded", root / "prepared"

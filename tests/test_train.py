@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -19,51 +16,8 @@ from rnnlab import tracking
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.io import write_json
 from rnnlab.models.classifier import SequenceClassifier
-
-VOCAB_SIZE = 30  # ids 0 (<pad>) and 1 (<oov>), then w2 ... w29
-SIGNAL = 5  # label 1 exactly when token 5 occurs
-MAX_LEN = 20
-SPLIT_ROWS = {"train": 200, "val": 60, "test": 60}
-
-
-def write_vocab(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tokens = [f"w{i}" for i in range(2, VOCAB_SIZE)]
-    Vocabulary(tokens, list(range(1000, 1000 - len(tokens), -1))).save(folder / "vocab.json")
-
-
-def synthetic_split(rows: int, rng: np.random.Generator) -> EncodedSplit:
-    """Balanced, learnable rows: random tokens (never the signal) plus, for label 1, the signal somewhere."""
-    labels = np.arange(rows) % 2
-    rng.shuffle(labels)
-    lengths = rng.integers(2, MAX_LEN + 1, size=rows)
-    ids = np.zeros((rows, MAX_LEN), np.int32)
-    choices = np.array([t for t in range(2, VOCAB_SIZE) if t != SIGNAL])
-    for i, (length, label) in enumerate(zip(lengths, labels, strict=True)):
-        ids[i, :length] = rng.choice(choices, size=length)
-        if label:
-            ids[i, rng.integers(length)] = SIGNAL
-    return EncodedSplit(ids, lengths, lengths, labels)
-
-
-def write_encoded(folder: Path, seed: int = 0) -> None:
-    """An encode-stage output (post-padded, as in tests/test_datamodule.py) with ~200/60/60 rows."""
-    rng = np.random.default_rng(seed)
-    for split, rows in SPLIT_ROWS.items():
-        synthetic_split(rows, rng).save(folder / split)
-    meta = {"vocab_size": VOCAB_SIZE, "num_classes": 2, "padding": "post", "max_len": MAX_LEN}
-    write_json(folder / "meta.json", meta)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> tuple[Path, Path]:
-    """(encoded dir, prepared dir holding vocab.json)."""
-    root = tmp_path_factory.mktemp("data")
-    write_encoded(root / "encoded")
-    write_vocab(root / "prepared")
-    return root / "encoded", root / "prepared"
+from synthetic import MAX_LEN, SIGNAL, VOCAB_SIZE, run_train, tiny_overrides
 
 
 def test_synthetic_data_is_what_the_tests_assume(data):
@@ -115,27 +69,9 @@ def test_fast_dev_run_of_every_cell(data, cell, bidirectional, pooling, schedule
 GRU_PARAMS = 3 * 8 * (8 + 8 + 2) + VOCAB_SIZE * 8 + (8 * 2 + 2)
 
 
-def train_run(project_root: Path, work: Path, encoded: Path, prepared: Path, uri: str) -> dict:
-    overrides = [
-        f"paths.encoded_dir={encoded}",
-        f"paths.prepared_dir={prepared}",
-        f"paths.models_dir={work / 'models'}",
-        f"paths.reports_dir={work / 'reports'}",
-        f"logger.tracking_uri={uri}",
-        f"hydra.run.dir={work / 'hydra'}",
-        "trainer.max_epochs=2",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "model=gru",
-        "model.hidden_size=8",
-        "model.embedding_dim=8",
-        "data.loader.batch_size=8",
-        "optim.lr=0.03",  # learns the synthetic task within two epochs
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
-    done = subprocess.run([sys.executable, "pipelines/train.py", *overrides], cwd=project_root, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"train.py failed:\n{done.stdout}\n{done.stderr}"
+def train_run(project_root: Path, work: Path, encoded: Path, prepared: Path, uri: str, *extra: str) -> dict:
+    args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru", "trainer.max_epochs=2", *extra]
+    run_train(project_root, args)
     return json.loads((work / "reports" / "train" / "gru.json").read_text())
 
 
@@ -193,7 +129,8 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         expected = {
             "model/hidden_size": "8", "model/embedding_dim": "8", "model/cell": "gru", "model/name": "gru",
             "trainer/max_epochs": "2", "seed": "42", "optim/lr": "0.03", "data/loader/batch_size": "8",
-            "paths/encoded_dir": str(encoded), "encoder/hidden_size": "8", "vocab_size": str(VOCAB_SIZE),
+            "paths/encoded_dir": str(encoded), "ckpt_path": "None", "vocab_size": str(VOCAB_SIZE),
+            "num_classes": "2", "param_count": str(GRU_PARAMS),
         }
         assert {key: params.get(key) for key in expected} == expected
 
@@ -205,6 +142,8 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         assert tags["data_hash"] == tracking.data_fingerprint(encoded)
         assert tags["host"] == socket.gethostname()
         assert tags["model"] == "gru" and tags["cell"] == "gru"
+        assert tags["device"] == "cpu" and tags["world_size"] == "1"
+        assert "mlflow.parentRunId" not in tags  # a single run, not a sweep's child
 
         history = {}
         for key in ("train/loss", "val/acc", "train/seq_per_s", "train/grad_norm"):
@@ -215,6 +154,7 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         assert history["train/loss"][1] < history["train/loss"][0]
         assert max(history["val/acc"]) == pytest.approx(reports[0]["val_acc_best"])
         assert run.data.metrics["test/acc"] == pytest.approx(reports[0]["test/acc"])
+        assert run.data.metrics["val/acc_best"] == pytest.approx(reports[0]["val_acc_best"])
         histories.append(history)
 
         artifacts = {a.path: a.is_dir for a in client.list_artifacts(run_id)}
@@ -229,3 +169,48 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
     # Same seed, same curves (throughput aside).
     for key in ("train/loss", "val/acc", "train/grad_norm"):
         assert histories[0][key] == histories[1][key], key
+
+
+def test_resume_from_last_continues_the_same_run(tmp_path, project_root, data):
+    """Two epochs, then `ckpt_path=last` with max_epochs=3: one more epoch, in the same MLflow run."""
+    import mlflow
+
+    encoded, prepared = data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (tmp_path / "mlartifacts").as_uri())
+    first = train_run(project_root, tmp_path, encoded, prepared, uri)
+    resumed = train_run(
+        project_root, tmp_path, encoded, prepared, uri, "ckpt_path=last", "trainer.max_epochs=3"
+    )
+    assert resumed["run_id"] == first["run_id"] and resumed["epochs"] == 3
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("imdb").experiment_id])
+    assert [run.info.run_id for run in runs] == [first["run_id"]]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    # Params are immutable in MLflow: the first values stay, what changed is recorded as tags.
+    assert run.data.params["trainer/max_epochs"] == "2" and run.data.params["ckpt_path"] == "None"
+    assert run.data.tags["resumed/trainer/max_epochs"] == "3" and run.data.tags["resumed/ckpt_path"] == "last"
+    epochs = sorted(client.get_metric_history(first["run_id"], "val/acc"), key=lambda p: p.step)
+    assert len(epochs) == 3 and epochs[0].step < epochs[1].step < epochs[2].step
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, project_root, data):
+    encoded, prepared = data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*tiny_overrides(tmp_path, encoded, prepared, uri), "ckpt_path=last"]
+    done = run_train(project_root, args, expect_rc=2)
+    assert "ckpt_path='last': no checkpoint at" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.cell=transformer", "model.cell='transformer' is not allowed; choose one of: rnn, lstm, gru"),
+    ("model.pooling=sum", "model.pooling='sum' is not allowed"),
+    ("optim.scheduler=cosine", "optim.scheduler='cosine' is not allowed"),
+])
+def test_invalid_model_config_is_a_clear_error(tmp_path, project_root, data, override, message):
+    encoded, prepared = data
+    args = [*tiny_overrides(tmp_path, encoded, prepared, f"sqlite:///{tmp_path / 'mlflow.db'}"), override]
+    done = run_train(project_root, args, expect_rc=2)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()

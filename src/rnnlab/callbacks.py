@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import MLFlowLogger
+
+RUN_ID_KEY = "mlflow_run_id"
 
 
 class EpochThroughput(L.Callback):
@@ -41,3 +45,13 @@ class EmbeddingFreeze(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.encoder.embedding.weight.requires_grad_(trainer.current_epoch >= self.epochs)
+
+
+class RunIdInCheckpoint(L.Callback):
+    """Store the MLflow run id in every checkpoint, so that resuming from it continues the same run."""
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if isinstance(trainer.logger, MLFlowLogger):
+            checkpoint[RUN_ID_KEY] = trainer.logger.run_id

@@ -1,4 +1,4 @@
-"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoint folder."""
+"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
-from rnnlab.callbacks import EmbeddingFreeze, EpochThroughput
+from rnnlab.callbacks import RUN_ID_KEY, EmbeddingFreeze, EpochThroughput, RunIdInCheckpoint
+from rnnlab.errors import ConfigError
 
 MONITOR = "val/acc"
 
@@ -26,6 +28,7 @@ def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_e
         ),
         LearningRateMonitor(logging_interval="epoch"),
         EpochThroughput(),
+        RunIdInCheckpoint(),
         TQDMProgressBar(refresh_rate=20),
     ]
     if early_stopping_patience > 0:
@@ -41,3 +44,23 @@ def build_trainer(trainer_cfg: dict[str, Any], callbacks: list, logger: Any) -> 
         # Lightning refuses a progress-bar callback together with enable_progress_bar=False.
         callbacks = [c for c in callbacks if not isinstance(c, TQDMProgressBar)]
     return L.Trainer(**trainer_cfg, callbacks=callbacks, logger=logger)
+
+
+def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
+    """The checkpoint to resume from: `last` is `<checkpoint_dir>/last.ckpt`; None starts afresh."""
+    if ckpt_path is None:
+        return None
+    path = checkpoint_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
+    return path.resolve()
+
+
+def checkpoint_run_id(path: Path) -> str | None:
+    """The MLflow run a checkpoint was written by (None for checkpoints from elsewhere)."""
+    return torch.load(path, map_location="cpu", weights_only=False).get(RUN_ID_KEY)
+
+
+def epochs_completed(checkpoint_dir: Path) -> int:
+    """Epochs trained so far, read from `last.ckpt` (under `ddp_spawn` the main process has no loop state)."""
+    return int(torch.load(checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]) + 1

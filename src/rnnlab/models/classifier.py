@@ -48,7 +48,7 @@ class SequenceClassifier(L.LightningModule):
             raise ConfigError(
                 f"optim.scheduler={scheduler!r} is not allowed; choose one of: {', '.join(SCHEDULERS)}"
             )
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole config instead (train.py)
         self.encoder = RecurrentEncoder(vocab_size, EncoderConfig(**encoder))
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, num_classes))
         self.loss = nn.CrossEntropyLoss()

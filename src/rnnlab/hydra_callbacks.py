@@ -1,0 +1,79 @@
+"""Hydra callback: one MLflow parent run per multirun sweep, with every job's run as its child.
+
+Enabled in conf/config.yaml (`hydra.callbacks`). The parent is created before the first job starts
+(which also creates the experiment once, before jobs could race on an SQLite store); jobs find its id in
+`$RNNLAB_MLFLOW_PARENT_RUN_ID` (see `tracking.make_logger`). When the sweep ends, the parent records
+the number of children and the best child's `val/acc_best`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from typing import Any
+
+import mlflow
+from hydra.core.utils import JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab import tracking
+from rnnlab.config import project_root
+
+BEST_METRIC = "val/acc_best"
+
+
+class MlflowSweepParent(Callback):
+    """Open the sweep's parent run on multirun start; close it (FINISHED or FAILED) when the sweep ends."""
+
+    def __init__(self) -> None:
+        self.client: mlflow.MlflowClient | None = None
+        self.parent_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        root = project_root()
+        uri = tracking.tracking_uri(OmegaConf.select(config, "logger.tracking_uri"), root)
+        task = str(OmegaConf.select(config, "logger.experiment_name"))
+        experiment_id = tracking.ensure_experiment(task, uri, root)
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+        run = self.client.create_run(
+            experiment_id,
+            run_name=tracking.run_name(task, "sweep"),
+            tags={
+                "sweep": "parent",
+                "sweep_dir": str(OmegaConf.select(config, "hydra.sweep.dir")),
+                "git_commit": tracking.git_commit(root),
+            },
+        )
+        self.parent_id = run.info.run_id
+        self.client.log_param(self.parent_id, "sweep/overrides", " ".join(overrides)[:6000])
+        os.environ[tracking.PARENT_RUN_ENV] = self.parent_id
+        # A job that exits the process (an rnnlab error ends with SystemExit) skips on_multirun_end.
+        atexit.register(self._close, "FAILED")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.parent_id is not None and job_return.status == JobStatus.FAILED:
+            self._close("FAILED")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_id is None or self.client is None:
+            return
+        children = self.client.search_runs(
+            [self.client.get_run(self.parent_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
+        )
+        self.client.log_metric(self.parent_id, "sweep/children", len(children))
+        scored = [run for run in children if BEST_METRIC in run.data.metrics]
+        if scored:
+            best = max(scored, key=lambda run: run.data.metrics[BEST_METRIC])
+            self.client.log_metric(self.parent_id, "sweep/best_val_acc", best.data.metrics[BEST_METRIC])
+            self.client.set_tag(self.parent_id, "best_child_run", best.info.run_name)
+        self._close("FINISHED")
+
+    def _close(self, status: str) -> None:
+        if self.parent_id is None or self.client is None:
+            return
+        self.client.set_terminated(self.parent_id, status)
+        os.environ.pop(tracking.PARENT_RUN_ENV, None)
+        self.parent_id = None

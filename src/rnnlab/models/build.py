@@ -1,0 +1,45 @@
+"""Build a `SequenceClassifier` from a `model` config node (conf/model/*.yaml) and the optimiser settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rnnlab.config import resolve_path
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.models.embeddings import apply_pretrained, read_pretrained_vectors
+
+ENCODER_KEYS = (
+    "cell",
+    "bidirectional",
+    "num_layers",
+    "hidden_size",
+    "embedding_dim",
+    "embedding_dropout",
+    "dropout",
+    "pooling",
+    "init",
+    "forget_bias",
+)
+
+
+def build_classifier(
+    model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path
+) -> tuple[SequenceClassifier, float | None]:
+    """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors)."""
+    vocab = Vocabulary.load(vocab_path)
+    model = SequenceClassifier(
+        len(vocab),
+        num_classes,
+        {key: model_cfg[key] for key in ENCODER_KEYS},
+        **optim,
+        head_dropout=model_cfg["head_dropout"],
+    )
+    if not model_cfg.get("pretrained_embeddings"):
+        return model, None
+    vectors = read_pretrained_vectors(
+        resolve_path(model_cfg["pretrained_embeddings"]), vocab.tokens, model_cfg["embedding_dim"]
+    )
+    apply_pretrained(model.encoder.embedding, vectors)
+    return model, vectors.coverage

@@ -1,0 +1,76 @@
+"""Synthetic encoded data (a learnable toy task) and a runner for `pipelines/train.py`, shared by tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.data.store import EncodedSplit
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.io import write_json
+
+VOCAB_SIZE = 30  # ids 0 (<pad>) and 1 (<oov>), then w2 ... w29
+SIGNAL = 5  # label 1 exactly when token 5 occurs
+MAX_LEN = 20
+SPLIT_ROWS = {"train": 200, "val": 60, "test": 60}
+
+
+def write_vocab(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = [f"w{i}" for i in range(2, VOCAB_SIZE)]
+    Vocabulary(tokens, list(range(1000, 1000 - len(tokens), -1))).save(folder / "vocab.json")
+
+
+def synthetic_split(rows: int, rng: np.random.Generator) -> EncodedSplit:
+    """Balanced, learnable rows: random tokens (never the signal) plus, for label 1, the signal somewhere."""
+    labels = np.arange(rows) % 2
+    rng.shuffle(labels)
+    lengths = rng.integers(2, MAX_LEN + 1, size=rows)
+    ids = np.zeros((rows, MAX_LEN), np.int32)
+    choices = np.array([t for t in range(2, VOCAB_SIZE) if t != SIGNAL])
+    for i, (length, label) in enumerate(zip(lengths, labels, strict=True)):
+        ids[i, :length] = rng.choice(choices, size=length)
+        if label:
+            ids[i, rng.integers(length)] = SIGNAL
+    return EncodedSplit(ids, lengths, lengths, labels)
+
+
+def write_encoded(folder: Path, seed: int = 0) -> None:
+    """An encode-stage output (post-padded, as in tests/test_datamodule.py) with ~200/60/60 rows."""
+    rng = np.random.default_rng(seed)
+    for split, rows in SPLIT_ROWS.items():
+        synthetic_split(rows, rng).save(folder / split)
+    meta = {"vocab_size": VOCAB_SIZE, "num_classes": 2, "padding": "post", "max_len": MAX_LEN}
+    write_json(folder / "meta.json", meta)
+
+
+def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[str]:
+    """Hydra overrides that train a tiny model on the synthetic data into `work`, tracked at `uri`."""
+    return [
+        f"paths.encoded_dir={encoded}",
+        f"paths.prepared_dir={prepared}",
+        f"paths.models_dir={work / 'models'}",
+        f"paths.reports_dir={work / 'reports'}",
+        f"logger.tracking_uri={uri}",
+        f"hydra.run.dir={work / 'hydra'}",
+        f"hydra.sweep.dir={work / 'multirun'}",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "model.hidden_size=8",
+        "model.embedding_dim=8",
+        "data.loader.batch_size=8",
+        "optim.lr=0.03",  # learns the synthetic task within two epochs
+    ]
+
+
+def run_train(project_root: Path, args: list[str], expect_rc: int = 0, timeout: int = 600):
+    """Run pipelines/train.py in a subprocess without the caller's MLflow/rnnlab environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
+    done = subprocess.run([sys.executable, "pipelines/train.py", *args], cwd=project_root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == expect_rc, f"train.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done

@@ -1,0 +1,87 @@
+"""Hydra multirun sweeps of pipelines/train.py: one MLflow parent run, one child per job; DDP; Optuna."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from synthetic import run_train, tiny_overrides
+
+
+def sweep(tmp_path: Path, project_root: Path, data: tuple[Path, Path], *args: str):
+    """Run a multirun into `tmp_path`; return the MLflow client and the runs of experiment `imdb`."""
+    encoded, prepared = data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Created up front so that artifacts land in tmp_path, not in the project's mlartifacts/.
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (tmp_path / "mlartifacts").as_uri())
+    run_train(project_root, ["-m", *tiny_overrides(tmp_path, encoded, prepared, uri), *args])
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    return client, client.search_runs([client.get_experiment_by_name("imdb").experiment_id])
+
+
+def split_parent(runs: list) -> tuple:
+    parents = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 1, [run.info.run_name for run in runs]
+    children = [run for run in runs if run is not parents[0]]
+    assert all(run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id for run in children)
+    return parents[0], children
+
+
+def test_multirun_of_the_four_cells_is_one_parent_and_four_children(tmp_path, project_root, data):
+    client, runs = sweep(tmp_path, project_root, data, "model=rnn,lstm,gru,bilstm", "trainer.max_epochs=1")
+    parent, children = split_parent(runs)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/children"] == 4
+    assert "model=rnn,lstm,gru,bilstm" in parent.data.params["sweep/overrides"].split()
+    assert sorted(run.data.params["model/name"] for run in children) == ["bilstm", "gru", "lstm", "rnn"]
+    best = max(children, key=lambda run: run.data.metrics["val/acc_best"])
+    assert parent.data.tags["best_child_run"] == best.info.run_name
+    assert parent.data.metrics["sweep/best_val_acc"] == best.data.metrics["val/acc_best"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name.startswith(f"imdb-{run.data.params['model/name']}-")
+        assert run.data.params["model/hidden_size"] == "8" and run.data.params["trainer/max_epochs"] == "1"
+        for key in ("train/loss", "val/loss", "val/acc", "train/seq_per_s", "train/grad_norm", "test/acc"):
+            assert key in run.data.metrics, (run.info.run_name, key)
+        report = tmp_path / "reports" / "train" / f"{run.data.params['model/name']}.json"
+        reported = json.loads(report.read_text())
+        assert reported["run_id"] == run.info.run_id
+
+
+def test_multirun_with_ddp_spawn_on_two_cpu_processes(tmp_path, project_root, data):
+    """Two data-parallel processes per job: each training still makes exactly one MLflow run."""
+    client, runs = sweep(
+        tmp_path, project_root, data, "model=rnn,gru", "trainer=ddp_spawn_cpu", "trainer.max_epochs=2"
+    )
+    parent, children = split_parent(runs)
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    for run in children:
+        assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+        points = client.get_metric_history(run.info.run_id, "val/acc")
+        assert len(points) == 2  # one value per epoch: only rank 0 logs
+        name = run.data.params["model/name"]
+        checkpoints = tmp_path / "models" / name / "checkpoints"
+        assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+        assert json.loads((tmp_path / "reports" / "train" / f"{name}.json").read_text())["epochs"] == 2
+
+
+def test_optuna_search_maximises_val_acc(tmp_path, project_root, data):
+    client, runs = sweep(
+        tmp_path, project_root, data, "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2", "trainer.max_epochs=1", "model=gru",
+    )
+    parent, children = split_parent(runs)
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    results = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
+    best = max(children, key=lambda run: run.data.metrics["val/acc_best"])
+    assert results["best_value"] == pytest.approx(best.data.metrics["val/acc_best"])
+    # The search's choices reached the runs (the command line's optim.lr and sizes stay fixed).
+    assert float(best.data.params["optim/weight_decay"]) == pytest.approx(
+        results["best_params"]["optim.weight_decay"]
+    )
+    decays = {run.data.params["optim/weight_decay"] for run in children}
+    assert len(decays) == 2 and all(1e-4 <= float(decay) <= 0.1 for decay in decays)
+    assert {run.data.params["optim/lr"] for run in children} == {"0.03"}
