@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import tracking
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
-from rnnlab.io import write_json
+from rnnlab.io import atomic_file, write_json
 from rnnlab.models.build import build_classifier
 from rnnlab.models.summary import model_summary
 from rnnlab.stage import report_errors, summary
@@ -113,7 +113,8 @@ def write_outputs(
     """The stage's outs (summary, report) and the run's artifacts; rank 0 only."""
     text = model_summary(model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    with atomic_file(out_dir / "summary.txt", encoding="utf-8") as handle:
+        handle.write(text + "\n")
     write_json(resolve_path(cfg.paths.reports_dir) / "train" / f"{report['model']}.json", report)
     logger.log_metrics({"val/acc_best": report["val_acc_best"]})
     run = logger.experiment

@@ -214,3 +214,42 @@ def test_invalid_model_config_is_a_clear_error(tmp_path, project_root, data, ove
     done = run_train(project_root, args, expect_rc=2)
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+class WorseningModel(L.LightningModule):
+    """Logs a val/acc that only gets worse, so the best checkpoint is epoch 0 and the latest is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.weight * batch["labels"]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", 1.0 / (1 + self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader([{"labels": torch.ones(1)}] * 4, batch_size=2)
+
+    val_dataloader = train_dataloader
+
+
+def test_last_checkpoint_is_the_latest_epoch_and_best_the_best(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from rnnlab.training import build_callbacks, build_trainer, epochs_completed
+
+    settings = {"max_epochs": 3, "accelerator": "cpu", "enable_progress_bar": False}
+    logger = CSVLogger(tmp_path / "logs")
+    trainer = build_trainer(settings, build_callbacks(tmp_path / "checkpoints", 0, 0), logger)
+    trainer.fit(WorseningModel())
+    folder = tmp_path / "checkpoints"
+    epoch_of = {n: torch.load(folder / f"{n}.ckpt", weights_only=False)["epoch"] for n in ("best", "last")}
+    assert epoch_of == {"best": 0, "last": 2}
+    assert epochs_completed(folder) == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert trainer.checkpoint_callback.best_model_path == str(folder / "best.ckpt")

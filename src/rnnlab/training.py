@@ -18,14 +18,16 @@ MONITOR = "val/acc"
 def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_embedding_epochs: int) -> list:
     """Best and last checkpoints (no `=` or `/` in names), early stop, LR monitor, throughput, progress."""
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(
+        ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by val/acc
             dirpath=checkpoint_dir,
             filename="best",
             monitor=MONITOR,
             mode="max",
-            save_last=True,
             auto_insert_metric_name=False,
         ),
+        # last.ckpt after every epoch, for resuming. (Lightning's `save_last=True` only writes it when a
+        # better checkpoint is saved, so it would hold the best epoch, not the latest.)
+        ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochThroughput(),
         RunIdInCheckpoint(),
