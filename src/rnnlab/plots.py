@@ -1,0 +1,113 @@
+"""PNG figures for the reports, one function per figure: each draws its data and writes `path`.
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot): nothing opens a window or needs a
+display, and no global figure state is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+DPI = 120
+
+
+def new_figure(width: float = 5.0, height: float = 4.0) -> tuple[Figure, Axes]:
+    """A figure with one axes."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def save(figure: Figure, path: str | os.PathLike) -> None:
+    figure.savefig(path, format="png")
+
+
+def roc_curve(
+    fpr: Sequence[float], tpr: Sequence[float], path: str | os.PathLike, title: str = "ROC",
+    auroc: float | None = None,
+) -> None:
+    """True against false positive rate, with the chance diagonal; `auroc` goes into the legend."""
+    figure, ax = new_figure()
+    ax.plot(fpr, tpr, label="model" if auroc is None else f"AUROC {auroc:.4f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right")
+    save(figure, path)
+
+
+def precision_recall_curve(
+    recall: Sequence[float], precision: Sequence[float], path: str | os.PathLike,
+    title: str = "Precision-recall",
+) -> None:
+    """Precision against recall."""
+    figure, ax = new_figure()
+    ax.plot(recall, precision)
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    save(figure, path)
+
+
+def confusion_matrix(
+    matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike, title: str = "Confusion matrix",
+) -> None:
+    """Counts with rows = actual and columns = predicted class, each cell annotated."""
+    matrix = np.asarray(matrix)
+    figure, ax = new_figure(4.0 + 0.4 * len(label_names), 3.5 + 0.4 * len(label_names))
+    image = ax.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=ax)
+    ticks = range(len(label_names))
+    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title=title)
+    ax.set_xticklabels(label_names)
+    ax.set_yticklabels(label_names)
+    dark = matrix > matrix.max() / 2
+    for (row, column), count in np.ndenumerate(matrix):
+        ax.text(column, row, f"{count:,}", ha="center", va="center",
+                color="white" if dark[row, column] else "black")
+    save(figure, path)
+
+
+def bucket_accuracy(
+    buckets: Sequence[str], acc: Sequence[float | None], n: Sequence[int], path: str | os.PathLike,
+    title: str = "Accuracy by review length",
+) -> None:
+    """One bar per bucket labelled with its accuracy and size; an empty bucket (acc None) is marked so."""
+    heights = [0.0 if a is None else a for a in acc]
+    figure, ax = new_figure()
+    bars = ax.bar(buckets, heights)
+    labels = ["empty" if a is None else f"{a:.3f}\nn={count:,}" for a, count in zip(acc, n, strict=True)]
+    ax.bar_label(bars, labels=labels, fontsize=8)
+    ax.set(xlabel="review length (tokens before truncation)", ylabel="accuracy", title=title, ylim=(0, 1.15))
+    save(figure, path)
+
+
+def accuracy_vs_params(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Test accuracy against parameter count, one labelled point per model (rows of the comparison table)."""
+    figure, ax = new_figure(5.5, 4.0)
+    ax.scatter(table["params"], table["test_acc"])
+    for model, row in table.iterrows():
+        ax.annotate(str(model), (row["params"], row["test_acc"]), textcoords="offset points", xytext=(5, 4))
+    ax.set(xlabel="parameters", ylabel="test accuracy", title="Accuracy vs parameters")
+    ax.ticklabel_format(axis="x", style="plain")
+    ax.grid(alpha=0.3)
+    save(figure, path)
+
+
+def accuracy_by_length(buckets: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Grouped bars: test accuracy per review-length bucket (columns), one bar per model (rows)."""
+    figure, ax = new_figure(7.0, 4.0)
+    width = 0.8 / max(len(buckets), 1)
+    positions = np.arange(len(buckets.columns))
+    for i, (model, row) in enumerate(buckets.iterrows()):
+        ax.bar(positions + i * width, row.to_numpy(dtype=float), width, label=str(model))
+    ax.set_xticks(positions + width * (len(buckets) - 1) / 2, buckets.columns)
+    low = np.nanmin(buckets.to_numpy(dtype=float)) if buckets.size else 0.0
+    ax.set(xlabel="review length (tokens before truncation)", ylabel="test accuracy",
+           title="Accuracy by review length", ylim=(max(0.0, low - 0.05), 1.0))
+    ax.legend(ncols=len(buckets), loc="upper center", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    save(figure, path)
