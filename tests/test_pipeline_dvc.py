@@ -14,6 +14,7 @@ import pytest
 
 from rnnlab.data.download import sha256_file
 
+CELLS = ("rnn", "lstm", "gru", "bilstm")
 COPIED = ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore")
 
 
@@ -40,6 +41,7 @@ def repo(tmp_path_factory, project_root, mini_archive) -> tuple[Path, dict]:
         "RNNLAB_IMDB_SHA256": sha256_file(mini_archive),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
+    env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}  # runs go to <work>/mlflow.db
     run(["git", "init", "-q"], work, env)
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "add", "-A"], work, env)
     run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "init"], work, env)
@@ -63,9 +65,9 @@ def test_outputs_of_the_data_stages(repo):
     vocab = json.loads((work / "data/prepared/imdb/vocab.json").read_text())
     assert vocab["specials"] == ["<pad>", "<oov>"] and len(vocab["tokens"]) + 2 == stats_vocab_size(work)
     meta = json.loads((work / "data/encoded/imdb/meta.json").read_text())
-    assert meta["max_len"] == 256 and meta["num_classes"] == 2
+    assert meta["max_len"] == 400 and meta["num_classes"] == 2
     ids = np.load(work / "data/encoded/imdb/train/ids.npy", mmap_mode="r")
-    assert ids.dtype == np.int32 and ids.shape == (900, 256)
+    assert ids.dtype == np.int32 and ids.shape == (900, 400)
     assert len(np.load(work / "data/encoded/imdb/val/labels.npy")) == 100
     assert len(np.load(work / "data/encoded/imdb/test/labels.npy")) == 1000
     stats = json.loads((work / "reports/data/prepare.json").read_text())
@@ -90,6 +92,61 @@ def test_changing_max_len_reruns_only_encode(repo):
     assert "Running stage 'prepare'" not in out and "Running stage 'download'" not in out
     assert np.load(work / "data/encoded/imdb/train/ids.npy").shape == (900, 32)
     assert "max_len: 32" in (work / "params.yaml").read_text()
+
+
+def test_smoke_experiment_runs_the_whole_pipeline(repo):
+    """`dvc exp run -S experiment=smoke`: every stage on tiny settings; then `dvc repro` has nothing to do."""
+    import mlflow
+
+    work, env = repo
+    out = run(["dvc", "exp", "run", "-S", "experiment=smoke"], work, env)
+    stages = ["prepare", "encode", *(f"{s}@{c}" for s in ("train", "evaluate", "export") for c in CELLS)]
+    for stage in (*stages, "register", "compare"):
+        assert f"Running stage '{stage}'" in out, stage
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("imdb").experiment_id
+    runs = {r.info.run_id: r for r in client.search_runs([experiment])}
+    for cell in CELLS:
+        report = json.loads((work / f"reports/train/{cell}.json").read_text())
+        assert report["epochs"] == 2 and 0.0 <= report["test/acc"] <= 1.0
+        run_ = runs[report["run_id"]]
+        assert run_.info.status == "FINISHED" and run_.data.params["model/hidden_size"] == "16"
+        assert run_.data.metrics["eval/test_acc"] == pytest.approx(report["test/acc"], abs=1e-6)
+        metrics = json.loads((work / f"reports/eval/{cell}/metrics.json").read_text())
+        assert set(metrics["length_buckets"]) == {"<=100", "101-200", "201-400", ">400"}
+        for name in ("roc", "pr", "confusion", "length_buckets"):
+            assert (work / f"reports/eval/{cell}/plots/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        export = work / f"models/imdb/{cell}/export"
+        assert {"model.onnx", "model.pt", "export.json"} <= {p.name for p in export.iterdir()}
+        assert max(json.loads((export / "export.json").read_text())["max_abs_diff"].values()) <= 1e-5
+    compare = (work / "reports/compare.md").read_text()
+    assert all(f" {cell} |" in compare for cell in CELLS)
+    registered = json.loads((work / "reports/register.json").read_text())
+    trained = {c: json.loads((work / f"reports/train/{c}.json").read_text()) for c in CELLS}
+    best = max(sorted(CELLS), key=lambda c: trained[c]["val_acc_best"])  # ties: first by name
+    assert registered["model"] == best and registered["alias"] == "champion"
+    version = client.get_model_version_by_alias("imdb-sentiment", "champion")
+    assert version.run_id == trained[best]["run_id"]
+    metrics_out = run(["dvc", "metrics", "show", "--json"], work, env)
+    assert all(f"reports/eval/{cell}/metrics.json" in metrics_out for cell in CELLS)
+    assert "Running stage" not in run(["dvc", "repro"], work, env)
+
+
+def test_compare_runs_notebook_executes(repo, project_root):
+    """After the smoke pipeline: the notebook reads the four runs back from MLflow."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    work, _ = repo
+    notebook = nbformat.read(project_root / "notebooks" / "compare_runs.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+    assert "latest of each: rnn, lstm, gru, bilstm" in outputs
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the per-epoch curves and the accuracy-by-length bars
 
 
 def test_invalid_value_is_named_with_the_allowed_values(repo):

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rnnlab.config import project_root
+from rnnlab.config import project_root, resolve_path
+from rnnlab.errors import RnnlabError
+from rnnlab.io import read_json
+from rnnlab.stage import report_errors
+
+if TYPE_CHECKING:
+    from rnnlab.serving import OnnxSentimentModel
+
+REGISTER_REPORT = Path("reports") / "register.json"
+SHOWN_CHARS = 70  # of each text in `rnnlab predict`'s output
 
 
 def _sync_params(args: argparse.Namespace) -> int:
@@ -23,12 +35,82 @@ def _sync_params(args: argparse.Namespace) -> int:
     return 0
 
 
+@report_errors
+def _predict(args: argparse.Namespace) -> int:
+    texts = list(args.texts) + (_read_lines(args.file) if args.file else [])
+    if not texts:
+        raise RnnlabError("nothing to classify: give texts as arguments or --file FILE (one review per line)")
+    model = _load_model(args.model, args.tracking_uri)
+    for text, row in zip(texts, model.predict(texts), strict=True):
+        print(f"{row['label']} {row['probability']:.4f}  {_shortened(text)}")
+    return 0
+
+
+def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimentModel:
+    """The champion's local export by default, else the ONNX model inside a logged pyfunc; never torch."""
+    root = project_root()
+    report = root / REGISTER_REPORT
+    if model_uri is None and not report.is_file():
+        raise RnnlabError(
+            f"no champion model yet ({report} is missing): run `dvc repro`, "
+            "or pass --model models:/<name>@<alias> or runs:/<run_id>/model"
+        )
+    if model_uri is not None and not model_uri.startswith(("models:/", "runs:/")):
+        raise RnnlabError(
+            f"unknown model URI {model_uri!r}: use models:/<name>@<alias>, models:/<name>/<version> "
+            "or runs:/<run_id>/model"
+        )
+    from rnnlab.serving import ARTIFACT_FILES, OnnxSentimentModel, load_logged_model  # ~1.3 s: after checks
+
+    if model_uri is None:
+        files = read_json(report).get("files")
+        if not isinstance(files, dict) or set(files) != set(ARTIFACT_FILES):
+            raise RnnlabError(f"{report} does not name the model's files: run `dvc repro register`")
+        return OnnxSentimentModel.from_files(*(resolve_path(files[key], root) for key in ARTIFACT_FILES))
+    # The same default store as rnnlab.tracking.tracking_uri (not imported here: it loads torch).
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    return load_logged_model(model_uri, uri)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file: one review each."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RnnlabError(f"review file not found: {path}") from None
+    except UnicodeDecodeError as error:
+        raise RnnlabError(f"{path} is not UTF-8 text: {error}") from None
+    return [line for line in lines if line.strip()]
+
+
+def _shortened(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync-params", help="rewrite params.yaml as the composition of conf/ defaults")
     sync.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
     sync.set_defaults(func=_sync_params)
+    predict = commands.add_parser(
+        "predict",
+        help="classify raw texts with the champion model (ONNX Runtime)",
+        description="Print `label probability  text` per text: `pos 0.9731  This film was a masterpiece`.",
+    )
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    predict.add_argument("--file", type=Path, help="UTF-8 file, one review per line (blank lines skipped)")
+    predict.add_argument(
+        "--model",
+        help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/model "
+        f"(default: the local export of the champion named in {REGISTER_REPORT})",
+    )
+    predict.add_argument(
+        "--tracking-uri",
+        help="MLflow store of --model (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db)",
+    )
+    predict.set_defaults(func=_predict)
     return parser
 
 

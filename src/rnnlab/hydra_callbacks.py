@@ -12,13 +12,14 @@ import atexit
 import os
 from typing import Any
 
-import mlflow
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import tracking
 from rnnlab.config import project_root
+
+# Every stage loads this callback (conf/config.yaml), so MLflow and rnnlab.tracking (which loads
+# Lightning and torch) are imported only when a multirun starts.
 
 BEST_METRIC = "val/acc_best"
 
@@ -27,10 +28,14 @@ class MlflowSweepParent(Callback):
     """Open the sweep's parent run on multirun start; close it (FINISHED or FAILED) when the sweep ends."""
 
     def __init__(self) -> None:
-        self.client: mlflow.MlflowClient | None = None
+        self.client: Any = None  # an mlflow.MlflowClient once the sweep starts
         self.parent_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import mlflow
+
+        from rnnlab import tracking
+
         root = project_root()
         uri = tracking.tracking_uri(OmegaConf.select(config, "logger.tracking_uri"), root)
         task = str(OmegaConf.select(config, "logger.experiment_name"))
@@ -75,5 +80,7 @@ class MlflowSweepParent(Callback):
         if self.parent_id is None or self.client is None:
             return
         self.client.set_terminated(self.parent_id, status)
-        os.environ.pop(tracking.PARENT_RUN_ENV, None)
+        from rnnlab.tracking import PARENT_RUN_ENV  # loaded by on_multirun_start already
+
+        os.environ.pop(PARENT_RUN_ENV, None)
         self.parent_id = None

@@ -1,0 +1,266 @@
+"""Serve a trained classifier on raw text: training-time preprocessing + ONNX Runtime, as an MLflow pyfunc.
+
+`TextEncoder` turns raw strings into the ids the model was trained on (the prepare stage's tokenizer and
+vocabulary, the encode stage's truncation), always post-padded. `OnnxSentimentModel` runs the exported
+ONNX file (inputs `ids`, `lengths`; output `probs`, see `rnnlab.export`) on them. `SentimentPyfunc` wraps
+that for MLflow (`mlflow models serve`), and `log_text_model` logs it with its artifacts and code.
+
+Defined behaviour on odd input: an empty text becomes a row of length 0 (the model reads one padding step,
+so it still gets a prediction); a text longer than `MAX_CHARS` characters is cut to `MAX_CHARS` before
+tokenizing, on the side that truncation drops anyway (truncating "pre" keeps the end of the text, "post"
+its start), so the ids only change when `MAX_CHARS` characters hold fewer than `max_len` tokens;
+anything that is not a string raises `RnnlabError` naming its position and type. Nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+
+import rnnlab
+from rnnlab.data.encode import pad_and_truncate
+from rnnlab.data.tokenize import TokenizerConfig, tokenize
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.errors import RnnlabError
+from rnnlab.io import read_json
+
+MAX_CHARS = 100_000  # longer texts are cut before tokenizing (a 1 MB review must not stall the server)
+BATCH_SIZE = 256
+META_KEYS = ("label_names", "num_classes", "vocab_size", "tokenizer", "max_len", "truncating")
+ARTIFACT_FILES = {"model": "model.onnx", "vocab": "vocab.json", "meta": "meta.json"}
+MODEL_NAME = "model"  # the artifact path of the pyfunc in its run: runs:/<run_id>/model
+REQUIREMENTS = ("onnxruntime", "numpy", "pandas", "pyarrow")
+# The input column is left unnamed in the signature: MLflow then passes a plain list of strings (in process,
+# or `{"inputs": [...]}` over HTTP) as column 0 instead of refusing it; `input_texts` wants `text` otherwise.
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string")]),
+    outputs=Schema([ColSpec("string", "label"), ColSpec("double", "probability")]),
+)
+EXAMPLE_TEXTS = ["This film was a masterpiece.", "Two hours I will never get back."]
+
+
+def check_texts(texts: object) -> list[str]:
+    """`texts` as a list of strings; a single string, a non-sequence or a non-string item is an error."""
+    if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
+        raise RnnlabError(f"texts must be a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for position, text in enumerate(texts):
+        if text is None or (isinstance(text, float) and math.isnan(text)):
+            raise RnnlabError(f"text at position {position} is missing ({text!r})")
+        if not isinstance(text, str):
+            shown = repr(text)[:40]
+            raise RnnlabError(f"text at position {position} is {type(text).__name__} ({shown}), not a string")
+    return texts
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """Raw strings -> (ids int64 [B, max_len] post-padded, lengths int64 [B]), exactly as in training."""
+
+    vocab: Vocabulary
+    tokenizer: TokenizerConfig
+    max_len: int
+    truncating: str
+    label_names: tuple[str, ...]
+
+    @classmethod
+    def from_files(cls, vocab_path: str | Path, meta_path: str | Path) -> TextEncoder:
+        """From the prepare stage's `vocab.json` and the encode stage's `meta.json`."""
+        meta = read_json(_existing(meta_path, "meta.json"))
+        missing = [key for key in META_KEYS if key not in meta]
+        if missing:
+            raise RnnlabError(
+                f"{meta_path} lacks {', '.join(missing)}: it must be the encode stage's meta.json"
+            )
+        vocab = Vocabulary.load(_existing(vocab_path, "vocabulary"))
+        if len(vocab) != meta["vocab_size"]:
+            raise RnnlabError(
+                f"{vocab_path} holds {len(vocab)} tokens but {meta_path} says vocab_size={meta['vocab_size']}"
+            )
+        if len(meta["label_names"]) != meta["num_classes"]:
+            raise RnnlabError(f"{meta_path}: label_names {meta['label_names']} do not match num_classes")
+        try:
+            tokenizer = TokenizerConfig(**meta["tokenizer"])
+        except TypeError as error:
+            raise RnnlabError(f"{meta_path}: bad tokenizer settings {meta['tokenizer']}: {error}") from None
+        return cls(vocab, tokenizer, meta["max_len"], meta["truncating"], tuple(meta["label_names"]))
+
+    def clip(self, text: str) -> str:
+        """`text` cut to `MAX_CHARS` characters, keeping the side that truncation keeps."""
+        if len(text) <= MAX_CHARS:
+            return text
+        return text[-MAX_CHARS:] if self.truncating == "pre" else text[:MAX_CHARS]
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokenize, map to ids (unknown tokens to OOV) and truncate to `max_len`, padding after the ids."""
+        clipped = [self.clip(text) for text in check_texts(texts)]
+        flat, offsets = self.vocab.encode(tokenize(clipped, self.tokenizer))
+        ids, lengths = pad_and_truncate(flat, offsets, self.max_len, "post", self.truncating)
+        return ids.astype(np.int64), lengths.astype(np.int64)
+
+
+class OnnxSentimentModel:
+    """An exported classifier on ONNX Runtime behind a `TextEncoder`: raw texts in, labels out."""
+
+    def __init__(self, onnx_path: str | Path, encoder: TextEncoder, batch_size: int = BATCH_SIZE) -> None:
+        path = _existing(onnx_path, "ONNX model")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime raises its own exception types for a bad file
+            raise RnnlabError(f"{path} is not a loadable ONNX model: {error}") from None
+        names = {node.name for node in self.session.get_inputs()}
+        outputs = [node.name for node in self.session.get_outputs()]
+        if names != {"ids", "lengths"} or "probs" not in outputs:
+            raise RnnlabError(f"{path} has inputs {sorted(names)} and outputs {outputs}; "
+                              "expected inputs ids, lengths and output probs (rnnlab.export)")
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_files(
+        cls, onnx_path: str | Path, vocab_path: str | Path, meta_path: str | Path
+    ) -> OnnxSentimentModel:
+        return cls(onnx_path, TextEncoder.from_files(vocab_path, meta_path))
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.encoder.label_names
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, float32 [N, C], computed `batch_size` texts at a time."""
+        texts = check_texts(texts)
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            ids, lengths = self.encoder.encode(texts[start : start + self.batch_size])
+            width = max(int(lengths.max()), 1)  # trim the batch to its longest text, as training does
+            feed = {"ids": np.ascontiguousarray(ids[:, :width]), "lengths": lengths}
+            probs = self.session.run(["probs"], feed)[0]
+            if probs.shape[1] != len(self.label_names):
+                raise RnnlabError(f"the ONNX model gives {probs.shape[1]} classes but meta.json names "
+                                  f"{len(self.label_names)}: {', '.join(self.label_names)}")
+            parts.append(probs)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.label_names)), np.float32)
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """`[{"label": ..., "probability": ...}]` per text: the most likely label and its probability."""
+        probs = self.probabilities(texts)
+        best = probs.argmax(axis=1)
+        return [{"label": self.label_names[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
+
+
+def input_texts(model_input: object) -> list[str]:
+    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's `text` column."""
+    if isinstance(model_input, pd.DataFrame):
+        columns = list(model_input.columns)
+        if columns == [0]:  # how MLflow's schema enforcement passes on a list or an unnamed Series
+            return check_texts(model_input[0].tolist())
+        if "text" not in columns:
+            found = ", ".join(map(str, columns)) or "none"
+            raise RnnlabError(f"the input has no 'text' column (columns found: {found})")
+        return check_texts(model_input["text"].tolist())
+    if isinstance(model_input, pd.Series):
+        return check_texts(model_input.tolist())
+    return check_texts(model_input)
+
+
+class SentimentPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc on raw text (artifacts: `model` = ONNX, `vocab`, `meta`) -> `label`, `probability`."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        files = context.artifacts
+        self.model = OnnxSentimentModel.from_files(files["model"], files["vocab"], files["meta"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Labels and probabilities of the texts in `model_input`.
+
+        MLflow's schema enforcement hands over a DataFrame (a list or a Series becomes one); called directly,
+        a list of strings or a Series works too (see `input_texts`). The `pd.DataFrame` hint is also the one
+        that keeps MLflow from deriving its own signature and input conversion from the hint.
+        """
+        try:
+            rows = self.model.predict(input_texts(model_input))
+        except RnnlabError as error:  # a bad request: the scoring server answers 400 with this message
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        return pd.DataFrame(rows, columns=["label", "probability"]).astype({"probability": "float64"})
+
+
+def pip_requirements() -> list[str]:
+    """What the served model needs (MLflow adds itself), pinned to the installed versions."""
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def log_text_model(
+    run_id: str,
+    export_dir: str | Path,
+    vocab_path: str | Path,
+    meta_path: str | Path,
+    tracking_uri: str,
+    registered_name: str | None = None,
+) -> ModelInfo:
+    """Log the pyfunc (artifact path `model`) to run `run_id`; register it as `registered_name` if given.
+
+    The model bundles `export_dir/model.onnx`, the vocabulary, meta.json and the `rnnlab` package source
+    (for the tokenizer), with explicit pip requirements, a signature and an input example. Sets MLflow's
+    process-wide tracking URI to `tracking_uri` (MLflow's logging functions read only that).
+    """
+    artifacts = {"model": Path(export_dir) / ARTIFACT_FILES["model"], "vocab": vocab_path, "meta": meta_path}
+    OnnxSentimentModel.from_files(*artifacts.values())  # fail here, with a clear message, on bad files
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            return mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=SentimentPyfunc(),
+                artifacts={key: str(path) for key, path in artifacts.items()},
+                code_paths=[str(Path(rnnlab.__file__).parent)],
+                pip_requirements=pip_requirements(),
+                signature=SIGNATURE,
+                input_example=pd.DataFrame({"text": EXAMPLE_TEXTS}),
+                registered_model_name=registered_name,
+            )
+    except MlflowException as error:
+        raise RnnlabError(f"cannot log a model to run {run_id} at {tracking_uri}: {error.message}") from None
+
+
+def load_logged_model(model_uri: str, tracking_uri: str) -> OnnxSentimentModel:
+    """The ONNX model of a logged pyfunc (`models:/<name>@<alias>`, `runs:/<run_id>/model`), without torch.
+
+    Sets MLflow's process-wide tracking URI: MLflow 3.17 resolves these URIs through it whatever
+    `download_artifacts(tracking_uri=...)` says.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-model-") as tmp:
+        try:
+            local = Path(download_artifacts(model_uri, dst_path=tmp))
+            files = Model.load(local).flavors["python_function"]["artifacts"]
+        except MlflowException as error:
+            raise RnnlabError(f"cannot load {model_uri} from {tracking_uri}: {error.message}") from None
+        except KeyError:
+            raise RnnlabError(f"{model_uri} is not an rnnlab text model (no ONNX artifacts)") from None
+        return OnnxSentimentModel.from_files(*(local / files[key]["path"] for key in ARTIFACT_FILES))
+
+
+def _existing(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise RnnlabError(f"{what} file not found: {path}")
+    return path
