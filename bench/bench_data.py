@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model
+
 MAX_SECONDS = 8.0
 MIN_SPEEDUP = 3.0
 MAX_TOKEN_GAP = 0.05  # the two tokenizers may differ by this share of all tokens
@@ -170,7 +172,7 @@ def report(
     best = {side: min(runs[side], key=lambda r: r["seconds"]) for side in SIDES}
     speedup = best["reference"]["seconds"] / best["rnnlab"]["seconds"]
     print(f"\ncommand : {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine : {os.cpu_count()} CPUs, {_cpu_model()}, {platform.platform()}")
+    print(f"machine : {os.cpu_count()} CPUs, {cpu_model()}, {platform.platform()}")
     print(f"load    : 1-minute load average {load:.2f} at the start (other work slows both sides)")
     print(f"versions: Python {platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}")
     chars = sum(map(len, texts)) / 1e6
@@ -213,15 +215,6 @@ def agreement(texts: list[str], ref: dict, ours: dict) -> bool:
     print(f"           reference: {only_ref}")
     print(f"           rnnlab:    {only_ours}")
     return ok
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else "unknown CPU"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

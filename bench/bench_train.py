@@ -56,6 +56,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from machine import cpu_model
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.encoder import CELLS
@@ -199,15 +200,6 @@ def batch_shapes(data: SequenceDataModule, batches: int) -> dict[str, float]:
     return {"width": statistics.mean(widths), "real": real / cells}
 
 
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else "unknown CPU"
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoded", type=Path, required=True, help="encoded data folder (meta.json, splits)")
@@ -232,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def report(args: argparse.Namespace, results: dict, data: SequenceDataModule, shapes: dict, load: float):
     """Print the figures; True when every lightning/bare ratio meets `--min-ratio`."""
     print(f"\ncommand : {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine : {os.cpu_count()} CPUs, {_cpu_model()}, {platform.platform()}")
+    print(f"machine : {os.cpu_count()} CPUs, {cpu_model()}, {platform.platform()}")
     print(f"load    : 1-minute load average {load:.2f} at the start (other work slows every side)")
     print(f"versions: Python {platform.python_version()}, torch {torch.__version__} "
           f"(intra-op threads: {torch.get_num_threads()}), lightning {L.__version__}, "

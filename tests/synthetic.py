@@ -67,10 +67,19 @@ def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[
     ]
 
 
-def run_train(project_root: Path, args: list[str], expect_rc: int = 0, timeout: int = 600):
-    """Run pipelines/train.py in a subprocess without the caller's MLflow/rnnlab environment."""
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without the caller's MLflow/rnnlab settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
-    done = subprocess.run([sys.executable, "pipelines/train.py", *args], cwd=project_root, env=env,
+    return {**env, **extra}
+
+
+def run_stage(project_root: Path, stage: str, args: list[str], expect_rc: int = 0, timeout: int = 600):
+    """Run pipelines/<stage>.py in a subprocess (clean environment) and check its exit status."""
+    done = subprocess.run([sys.executable, f"pipelines/{stage}.py", *args], cwd=project_root, env=clean_env(),
                           capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == expect_rc, f"train.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == expect_rc, f"{stage}.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+def run_train(project_root: Path, args: list[str], expect_rc: int = 0, timeout: int = 600):
+    return run_stage(project_root, "train", args, expect_rc, timeout)

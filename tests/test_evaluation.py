@@ -5,10 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from rnnlab.evaluation import (
     plot_tables,
     thin,
 )
-from synthetic import run_train, tiny_overrides
+from synthetic import run_stage, run_train, tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -144,11 +142,7 @@ def test_thin_keeps_the_ends_and_at_most_max_points():
 # pipelines/evaluate.py on a tiny trained GRU
 
 def run_evaluate(project_root: Path, args: list[str], expect_rc: int = 0) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
-    done = subprocess.run([sys.executable, "pipelines/evaluate.py", *args], cwd=project_root, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == expect_rc, f"evaluate.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done
+    return run_stage(project_root, "evaluate", args, expect_rc)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ from rnnlab.export import (
 )
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.classifier import SequenceClassifier
-from synthetic import MAX_LEN, VOCAB_SIZE, run_train, tiny_overrides
+from synthetic import MAX_LEN, VOCAB_SIZE, run_stage, run_train, tiny_overrides
 
 # Each cell with a different pooling, so every padding-aware path is traced once.
 CELLS = {
@@ -194,11 +192,7 @@ def test_failed_parity_leaves_no_export_folder(tmp_path, monkeypatch):
 
 
 def run_export(project_root: Path, args: list[str], expect_rc: int = 0) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
-    done = subprocess.run([sys.executable, "pipelines/export.py", *args], cwd=project_root, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == expect_rc, f"export.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done
+    return run_stage(project_root, "export", args, expect_rc)
 
 
 @pytest.fixture(scope="module")

@@ -129,22 +129,33 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
     assert version.run_id == trained[best]["run_id"]
     metrics_out = run(["dvc", "metrics", "show", "--json"], work, env)
     assert all(f"reports/eval/{cell}/metrics.json" in metrics_out for cell in CELLS)
+    run(["dvc", "plots", "show", "-o", "dvc_plots"], work, env)
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert "accuracy_by_length.png" in page and "ROC (test)" in page  # PNGs (offline) and Vega curves
     assert "Running stage" not in run(["dvc", "repro"], work, env)
+
+
+def execute_notebook(path: Path, cwd: Path) -> list[dict]:
+    """Run a notebook top to bottom in `cwd` (so it cannot rot); return all its cells' outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    return [output for cell in notebook.cells for output in cell.get("outputs", [])]
+
+
+def printed(outputs: list[dict]) -> str:
+    return "".join(output.get("text", "") for output in outputs)
 
 
 def test_compare_runs_notebook_executes(repo, project_root):
     """After the smoke pipeline: the notebook reads the four runs back from MLflow."""
-    import nbformat
-    from nbclient import NotebookClient
-
     work, _ = repo
-    notebook = nbformat.read(project_root / "notebooks" / "compare_runs.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
-    ).execute()
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "latest of each: rnn, lstm, gru, bilstm" in outputs
-    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    outputs = execute_notebook(project_root / "notebooks" / "compare_runs.ipynb", work)
+    assert "latest of each: rnn, lstm, gru, bilstm" in printed(outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the per-epoch curves and the accuracy-by-length bars
 
@@ -164,14 +175,6 @@ def test_invalid_value_is_named_with_the_allowed_values(repo):
 
 
 def test_data_overview_notebook_executes(repo, project_root):
-    """The notebook runs top to bottom on the reproduced data, so it cannot rot."""
-    import nbformat
-    from nbclient import NotebookClient
-
     work, _ = repo
-    notebook = nbformat.read(project_root / "notebooks" / "data_overview.ipynb", as_version=4)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
-    ).execute()
-    outputs = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "vocabulary:" in outputs and "most frequent:" in outputs
+    outputs = execute_notebook(project_root / "notebooks" / "data_overview.ipynb", work)
+    assert "vocabulary:" in printed(outputs) and "most frequent:" in printed(outputs)

@@ -35,6 +35,7 @@ from rnnlab.export import export_onnx
 from rnnlab.io import write_json
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.serving import MAX_CHARS, OnnxSentimentModel, TextEncoder
+from synthetic import clean_env
 
 MAX_LEN = 8
 POSITIVE = ["A great film, I loved it!", "Wonderful acting<br /><br />and a lovely score.",
@@ -49,12 +50,6 @@ REVIEWS = ["This film was a masterpiece", "GREAT <i>acting</i>, awful plot!!!", 
            "an unseen word: zyzzyva", "I didn't expect a boring, terrible, awful, dull, long, slow film",
            "Café au lait? Lovely.", "ünïcode façade 2024 great, great, GREAT and great again"]
 CHAMPION = "imdb-sentiment"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without the caller's MLflow/rnnlab settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RNNLAB_"))}
-    return {**env, **extra}
 
 
 def run_script(project_root: Path, args: list[str], env: dict | None = None, expect_rc: int = 0):
