@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import plots, tracking
-from rnnlab.config import project_root, resolve_path, section
+from rnnlab.config import model_config, project_root, resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.evaluation import (
@@ -41,7 +41,7 @@ from rnnlab.stage import report_errors, summary
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    name = model_name(cfg)
+    name = model_config(cfg)["name"]
     reports_dir = resolve_path(cfg.paths.reports_dir)
     encoded_dir = resolve_path(cfg.paths.encoded_dir)
     checkpoint = resolve_path(cfg.paths.models_dir) / name / "checkpoints" / "best.ckpt"
@@ -70,14 +70,6 @@ def main(cfg: DictConfig) -> None:
         auroc=f"{scores['auroc']:.4f}",
         **{f"len{b.name}": "n/a" if b.acc is None else f"{b.acc:.4f}" for b in result.buckets},
     )
-
-
-def model_name(cfg: DictConfig) -> str:
-    """The model to evaluate: `models.<model_key>` under DVC (`+model_key=gru`), else the `model` group."""
-    key = cfg.get("model_key")
-    if key is not None and OmegaConf.select(cfg, f"models.{key}") is None:
-        raise ConfigError(f"model_key={key!r} is not allowed; choose one of: {', '.join(cfg.models)}")
-    return section(cfg, f"models.{key}" if key is not None else "model")["name"]
 
 
 def required(path: Path, stage: str) -> Path:

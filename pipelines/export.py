@@ -10,7 +10,7 @@ import shutil
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.config import resolve_path, section
+from rnnlab.config import model_config, resolve_path
 from rnnlab.errors import LayoutError
 from rnnlab.export import export_model, load_classifier
 from rnnlab.io import atomic_dir, read_json
@@ -20,8 +20,7 @@ from rnnlab.stage import report_errors, summary
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    # DVC's export@<name> stages pass +model_key=<name> to pick the cell stored under models.<name>.
-    name = section(cfg, f"models.{cfg.model_key}" if "model_key" in cfg else "model")["name"]
+    name = model_config(cfg)["name"]
     folder = resolve_path(cfg.paths.models_dir) / name
     # An export of an older checkpoint must not survive a failed run looking valid.
     shutil.rmtree(folder / "export", ignore_errors=True)

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import tracking
-from rnnlab.config import project_root, resolve_path, section
+from rnnlab.config import model_config, project_root, resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.build import build_classifier
@@ -36,8 +36,7 @@ from rnnlab.training import (
 def main(cfg: DictConfig) -> float:
     root = project_root()
     L.seed_everything(cfg.seed, workers=True)
-    # DVC's train@<name> stages pass +model_key=<name> to train the cell stored under models.<name>.
-    model_cfg = section(cfg, f"models.{cfg.model_key}" if "model_key" in cfg else "model")
+    model_cfg = model_config(cfg)
     data = SequenceDataModule(
         resolve_path(cfg.paths.encoded_dir), seed=cfg.seed, **section(cfg, "data.loader")
     )

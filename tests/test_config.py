@@ -46,3 +46,14 @@ def test_dvc_style_override_reaches_params(project_root):
 def test_unknown_key_is_refused_by_name(project_root):
     with pytest.raises(Exception, match="pading"):
         compose_cfg(project_root, ["data.encode.pading=pre"])
+
+
+def test_model_config_follows_model_key_or_the_model_group(project_root):
+    from rnnlab.config import model_config
+    from rnnlab.errors import ConfigError
+
+    assert model_config(compose_cfg(project_root, ["model=gru"]))["name"] == "gru"
+    dvc_style = compose_cfg(project_root, ["+model_key=bilstm", "models.bilstm.hidden_size=7"])
+    assert model_config(dvc_style)["name"] == "bilstm" and model_config(dvc_style)["hidden_size"] == 7
+    with pytest.raises(ConfigError, match=r"model_key='transformer' is not allowed; choose one of: rnn"):
+        model_config(compose_cfg(project_root, ["+model_key=transformer"]))

@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.errors import ConfigError
+
 ROOT_ENV = "RNNLAB_ROOT"
 
 
@@ -34,3 +36,13 @@ def section(cfg: DictConfig, key: str) -> dict[str, Any]:
     if node is None:
         raise KeyError(f"config has no '{key}'")
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def model_config(cfg: DictConfig) -> dict[str, Any]:
+    """The cell a stage works on: `models.<model_key>` under DVC (`+model_key=gru`), else `model`."""
+    key = cfg.get("model_key")
+    if key is None:
+        return section(cfg, "model")
+    if OmegaConf.select(cfg, f"models.{key}") is None:
+        raise ConfigError(f"model_key={key!r} is not allowed; choose one of: {', '.join(cfg.models)}")
+    return section(cfg, f"models.{key}")
