@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import tracking
+from rnnlab import run_logger, tracking
 from rnnlab.config import model_config, project_root, resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.io import atomic_file, write_json
@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> float:
     model, coverage = build_classifier(model_cfg, section(cfg, "optim"), data.num_classes, vocab_path)
     out_dir = resolve_path(cfg.paths.models_dir) / model_cfg["name"]
     resume = resume_checkpoint(cfg.ckpt_path, out_dir / "checkpoints")
-    logger = tracking.make_logger(
+    logger = run_logger.make_logger(
         task=cfg.logger.experiment_name,
         model=model_cfg["name"],
         uri=tracking.tracking_uri(cfg.logger.tracking_uri, root),
@@ -95,9 +95,9 @@ def record_run_setup(
         "num_classes": model.hparams.num_classes,
         "param_count": sum(p.numel() for p in model.parameters()),
     }
-    tracking.log_params(logger, {**OmegaConf.to_container(cfg, resolve=True), **facts}, resumed)
+    run_logger.log_params(logger, {**OmegaConf.to_container(cfg, resolve=True), **facts}, resumed)
     run = logger.experiment
-    run.set_tag(logger.run_id, "device", tracking.device_name(trainer.strategy.root_device))
+    run.set_tag(logger.run_id, "device", run_logger.device_name(trainer.strategy.root_device))
     run.set_tag(logger.run_id, "world_size", str(trainer.world_size))
     if resumed:
         run.update_run(logger.run_id, status="RUNNING")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,9 +66,9 @@ def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimen
         if not isinstance(files, dict) or set(files) != set(ARTIFACT_FILES):
             raise RnnlabError(f"{report} does not name the model's files: run `dvc repro register`")
         return OnnxSentimentModel.from_files(*(resolve_path(files[key], root) for key in ARTIFACT_FILES))
-    # The same default store as rnnlab.tracking.tracking_uri (not imported here: it loads torch).
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
-    return load_logged_model(model_uri, uri)
+    from rnnlab.tracking import tracking_uri as default_uri  # MLflow, which load_logged_model needs anyway
+
+    return load_logged_model(model_uri, default_uri(tracking_uri, root))
 
 
 def _read_lines(path: Path) -> list[str]:

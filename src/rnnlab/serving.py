@@ -165,19 +165,20 @@ class OnnxSentimentModel:
         return [{"label": self.label_names[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
 
 
-def input_texts(model_input: object) -> list[str]:
-    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's `text` column."""
+def input_texts(model_input: object) -> object:
+    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's `text` column.
+    The items are checked where they are encoded (`check_texts`)."""
     if isinstance(model_input, pd.DataFrame):
         columns = list(model_input.columns)
         if columns == [0]:  # how MLflow's schema enforcement passes on a list or an unnamed Series
-            return check_texts(model_input[0].tolist())
+            return model_input[0].tolist()
         if "text" not in columns:
             found = ", ".join(map(str, columns)) or "none"
             raise RnnlabError(f"the input has no 'text' column (columns found: {found})")
-        return check_texts(model_input["text"].tolist())
+        return model_input["text"].tolist()
     if isinstance(model_input, pd.Series):
-        return check_texts(model_input.tolist())
-    return check_texts(model_input)
+        return model_input.tolist()
+    return model_input
 
 
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):
