@@ -1,7 +1,9 @@
-"""Compare the trained models: `reports/compare.{md,csv}`, PNG plots, and an MLflow run holding them.
+"""Compare the trained models of a task: `<reports_dir>/compare.{md,csv}`, PNG plots, and an MLflow run.
 
     python pipelines/compare.py                      # after train@ and evaluate@ of every model
     python pipelines/compare.py compare.models=[lstm,gru]
+    python pipelines/compare.py task=forecast
+The columns, the ranking and the plots come from the task (rnnlab.tasks.<kind>.COMPARE, compare_plots).
 """
 
 from pathlib import Path
@@ -11,31 +13,31 @@ import mlflow
 import pandas as pd
 from omegaconf import DictConfig
 
-from rnnlab import plots, tracking
-from rnnlab.comparison import comparison_table, length_buckets, read_reports, to_markdown
+from rnnlab import tracking
+from rnnlab.comparison import best_model, comparison_table, read_reports, to_markdown
 from rnnlab.config import project_root, resolve_path
 from rnnlab.io import atomic_dir, atomic_file
 from rnnlab.stage import report_errors, summary
-
-HEADER = "Accuracy, F1 and AUROC in %; `acc_len` columns: test accuracy by review length in tokens.\n\n"
+from rnnlab.tasks import task_module
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:
     root = project_root()
+    task = task_module(cfg)
     reports_dir = resolve_path(cfg.paths.reports_dir)
-    table = comparison_table(read_reports(list(cfg.compare.models), reports_dir))
+    table = comparison_table(read_reports(list(cfg.compare.models), reports_dir), task.COMPARE)
     with atomic_file(reports_dir / "compare.csv") as handle:
         table.to_csv(handle)
     with atomic_file(reports_dir / "compare.md", encoding="utf-8") as handle:
-        handle.write(HEADER + to_markdown(table))
+        handle.write(task.COMPARE_HEADER + "\n\n" + to_markdown(table, task.COMPARE))
     with atomic_dir(reports_dir / "compare") as folder:
-        plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png")
-        plots.accuracy_by_length(length_buckets(table), folder / "accuracy_by_length.png")
-    best = table["val_acc"].idxmax()
+        task.compare_plots(table, folder)
+    best = best_model(table, task.COMPARE)
     log_comparison(cfg, root, reports_dir, table, best)
-    summary("compare", models=",".join(table.index), best=best, test_acc=round(table.at[best, "test_acc"], 4))
+    ranked = {task.COMPARE.rank_by: round(table.at[best, task.COMPARE.rank_by], 4)}
+    summary("compare", models=",".join(table.index), best=best, **ranked)
 
 
 def log_comparison(cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str) -> None:
@@ -48,9 +50,9 @@ def log_comparison(cfg: DictConfig, root: Path, reports_dir: Path, table: pd.Dat
         run_name=tracking.run_name(task, "compare"),
         tags={"comparison": "true", "best_model": best, "git_commit": tracking.git_commit(root)},
     )
-    for model, row in table.iterrows():
-        for column in ("val_acc", "test_acc", "test_f1", "test_auroc", "params", "train_seq_per_s"):
-            client.log_metric(run.info.run_id, f"{model}/{column}", float(row[column]))
+    for model, row in table.drop(columns=["run_id"]).iterrows():
+        for column, value in row.items():
+            client.log_metric(run.info.run_id, f"{model}/{column}".replace(" ", "_"), float(value))
     for name in ("compare.md", "compare.csv"):
         client.log_artifact(run.info.run_id, str(reports_dir / name))
     client.log_artifacts(run.info.run_id, str(reports_dir / "compare"), "plots")

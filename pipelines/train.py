@@ -1,9 +1,11 @@
-"""Train one recurrent classifier (`model=<rnn|lstm|gru|bilstm>`) on the encoded data; log it to MLflow.
+"""Train one recurrent model (`model=<rnn|lstm|gru|bilstm>`) for the task (`task=<imdb|forecast|charlm>`);
+log it to MLflow.
 
     python pipelines/train.py model=gru trainer.max_epochs=3
+    python pipelines/train.py task=charlm model=lstm
     python pipelines/train.py model=gru ckpt_path=last trainer.max_epochs=6   # resume, same MLflow run
     python pipelines/train.py -m model=rnn,lstm,gru,bilstm   # one MLflow parent run, four children
-DVC runs it as `train@<model>` on params.yaml (see dvc.yaml).
+DVC runs it as `train@<model>` on the task's params.yaml (dvc.yaml, pipelines/<task>/dvc.yaml).
 """
 
 import time
@@ -17,11 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import run_logger, tracking
 from rnnlab.config import model_config, project_root, resolve_path, section
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.io import atomic_file, write_json
-from rnnlab.models.build import build_classifier
 from rnnlab.models.summary import model_summary
 from rnnlab.stage import report_errors, summary
+from rnnlab.tasks import Built, task_module
 from rnnlab.training import (
     build_callbacks,
     build_trainer,
@@ -36,12 +37,11 @@ from rnnlab.training import (
 def main(cfg: DictConfig) -> float:
     root = project_root()
     L.seed_everything(cfg.seed, workers=True)
+    task = task_module(cfg)
     model_cfg = model_config(cfg)
-    data = SequenceDataModule(
-        resolve_path(cfg.paths.encoded_dir), seed=cfg.seed, **section(cfg, "data.loader")
-    )
-    vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
-    model, coverage = build_classifier(model_cfg, section(cfg, "optim"), data.num_classes, vocab_path)
+    data = task.datamodule(cfg)
+    built = task.build_model(cfg, model_cfg, data)
+    model = built.model
     out_dir = resolve_path(cfg.paths.models_dir) / model_cfg["name"]
     resume = resume_checkpoint(cfg.ckpt_path, out_dir / "checkpoints")
     logger = run_logger.make_logger(
@@ -51,17 +51,18 @@ def main(cfg: DictConfig) -> float:
         root=root,
         tags={
             "git_commit": tracking.git_commit(root),
-            "data_hash": tracking.data_fingerprint(data.encoded_dir),
+            "data_hash": tracking.data_fingerprint(task.data_dir(cfg)),
             "model": model_cfg["name"],
             "cell": model_cfg["cell"],
         },
         run_id=checkpoint_run_id(resume) if resume else None,
     )
     callbacks = build_callbacks(
-        out_dir / "checkpoints", cfg.train.early_stopping_patience, model_cfg["freeze_embeddings_epochs"]
+        out_dir / "checkpoints", cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience
     )
+    callbacks += task.callbacks(cfg, model_cfg, data)
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
-    record_run_setup(logger, cfg, model, trainer, coverage, resumed=resume is not None)
+    record_run_setup(logger, cfg, built, trainer, resumed=resume is not None)
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=resume)
     train_seconds = time.perf_counter() - started
@@ -69,7 +70,7 @@ def main(cfg: DictConfig) -> float:
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
     best = trainer.checkpoint_callback.best_model_score
     best = float(best) if best is not None else float("nan")
-    test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0]
+    test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0] if task.HAS_TEST else {}
     if trainer.is_global_zero:
         report = {
             "model": model_cfg["name"],
@@ -77,36 +78,37 @@ def main(cfg: DictConfig) -> float:
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": epochs_completed(out_dir / "checkpoints"),
             "train_seconds": round(train_seconds, 1),
-            "val_acc_best": best,
+            best_key(cfg): best,
             "train_seq_per_s": train_seq_per_s,
             **{k: float(v) for k, v in test.items()},
         }
-        write_outputs(cfg, model, logger, trainer.checkpoint_callback.best_model_path, report, out_dir)
+        artifacts = [*task.artifacts(cfg), Path(trainer.checkpoint_callback.best_model_path)]
+        write_outputs(cfg, model, logger, artifacts, report, out_dir)
     return best
 
 
+def best_key(cfg: DictConfig) -> str:
+    """The report's key for the best monitored value, e.g. `val_acc_best` (MLflow: `val/acc_best`)."""
+    return f"{cfg.task.monitor.replace('/', '_')}_best"
+
+
 def record_run_setup(
-    logger: MLFlowLogger, cfg: DictConfig, model: L.LightningModule, trainer: L.Trainer,
-    coverage: float | None, resumed: bool,
+    logger: MLFlowLogger, cfg: DictConfig, built: Built, trainer: L.Trainer, resumed: bool
 ) -> None:
     """Params (the resolved config and model facts) and the device tags, before training starts."""
-    facts = {
-        "vocab_size": model.hparams.vocab_size,
-        "num_classes": model.hparams.num_classes,
-        "param_count": sum(p.numel() for p in model.parameters()),
-    }
+    facts = {**built.params, "param_count": sum(p.numel() for p in built.model.parameters())}
     run_logger.log_params(logger, {**OmegaConf.to_container(cfg, resolve=True), **facts}, resumed)
     run = logger.experiment
     run.set_tag(logger.run_id, "device", run_logger.device_name(trainer.strategy.root_device))
     run.set_tag(logger.run_id, "world_size", str(trainer.world_size))
     if resumed:
         run.update_run(logger.run_id, status="RUNNING")
-    if coverage is not None:
-        logger.log_metrics({"embeddings/pretrained_coverage": coverage})
+    if built.metrics:
+        logger.log_metrics(built.metrics)
 
 
 def write_outputs(
-    cfg: DictConfig, model: L.LightningModule, logger: MLFlowLogger, best_path: str, report: dict,
+    cfg: DictConfig, model: L.LightningModule, logger: MLFlowLogger, artifacts: list[Path], report: dict,
     out_dir: Path,
 ) -> None:
     """The stage's outs (summary, report) and the run's artifacts; rank 0 only."""
@@ -115,17 +117,15 @@ def write_outputs(
     with atomic_file(out_dir / "summary.txt", encoding="utf-8") as handle:
         handle.write(text + "\n")
     write_json(resolve_path(cfg.paths.reports_dir) / "train" / f"{report['model']}.json", report)
-    logger.log_metrics({"val/acc_best": report["val_acc_best"]})
+    key = best_key(cfg)
+    logger.log_metrics({f"{cfg.task.monitor}_best": report[key]})
     run = logger.experiment
     run.log_text(logger.run_id, text, "model_summary.txt")
     run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    run.log_artifact(logger.run_id, str(resolve_path(cfg.paths.prepared_dir) / "vocab.json"))
-    run.log_artifact(logger.run_id, best_path, "checkpoints")
-    summary(
-        "train",
-        **{k: report[k] for k in ("model", "params", "epochs", "val_acc_best")},
-        test_acc=round(report.get("test/acc", float("nan")), 4),
-    )
+    for path in artifacts:
+        run.log_artifact(logger.run_id, str(path), "checkpoints" if path.suffix == ".ckpt" else None)
+    tests = {k.replace("/", "_"): round(v, 4) for k, v in report.items() if k.startswith("test/")}
+    summary("train", **{k: report[k] for k in ("model", "params", "epochs", key)}, **tests)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ import math
 import pytest
 
 from rnnlab import plots
-from rnnlab.comparison import comparison_table, length_buckets, read_reports, to_markdown
+from rnnlab.comparison import best_model, comparison_table, length_buckets, read_reports, to_markdown
 from rnnlab.errors import LayoutError
 from rnnlab.io import write_json
+from rnnlab.tasks import Comparison
+from rnnlab.tasks.classification import COMPARE
 
 BUCKETS = ("<=100", "101-200", ">200")
 
@@ -33,7 +35,7 @@ def reports_dir(tmp_path):
 
 
 def test_table_has_one_row_per_model_with_sources_joined(reports_dir):
-    table = comparison_table(read_reports(["rnn", "lstm"], reports_dir))
+    table = comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE)
     assert list(table.index) == ["rnn", "lstm"]
     assert table.at["lstm", "params"] == 4_000 and table.at["lstm", "test_acc"] == 0.88
     assert table.at["rnn", "val_acc"] == pytest.approx(0.81) and table.at["rnn", "run_id"] == "id-rnn"
@@ -43,11 +45,18 @@ def test_table_has_one_row_per_model_with_sources_joined(reports_dir):
 
 
 def test_markdown_shows_percentages_and_thousands(reports_dir):
-    text = to_markdown(comparison_table(read_reports(["rnn", "lstm"], reports_dir)))
+    text = to_markdown(comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE), COMPARE)
     header, _, first, second = text.splitlines()[:4]
     assert "test_acc" in header and "acc_len <=100" in header and "run_id" not in header
     assert " rnn |" in first and "80.00" in first and "1,000" in first and "60.00" in first
     assert " lstm |" in second and "88.00" in second and "nan" in second
+
+
+def test_best_model_follows_the_task_ranking(reports_dir):
+    table = comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE)
+    assert best_model(table, COMPARE) == "lstm"  # higher val_acc
+    lower_is_better = Comparison({"val_acc": ("train", "val_acc_best")}, "val_acc", higher_is_better=False)
+    assert best_model(table, lower_is_better) == "rnn"
 
 
 def test_missing_report_names_the_file_and_the_stage(reports_dir):
@@ -56,7 +65,7 @@ def test_missing_report_names_the_file_and_the_stage(reports_dir):
 
 
 def test_comparison_plots_are_png_files(reports_dir, tmp_path):
-    table = comparison_table(read_reports(["rnn", "lstm"], reports_dir))
+    table = comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE)
     plots.accuracy_vs_params(table, tmp_path / "params.png")
     plots.accuracy_by_length(length_buckets(table), tmp_path / "length.png")
     for name in ("params.png", "length.png"):

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rnnlab.params import compose_params
+from rnnlab.params import compose_params, params_path, tasks
 
 
 def compose_cfg(project_root, overrides=()):
@@ -19,6 +19,31 @@ def test_params_yaml_is_the_composition_of_conf(project_root):
     assert committed == compose_params(project_root), (
         "params.yaml drifted from conf/: run `rnnlab sync-params`"
     )
+
+
+@pytest.mark.parametrize("task", ["imdb", "forecast", "charlm"])
+def test_each_task_pipeline_reads_its_own_composition(project_root, task):
+    assert tasks(project_root)[0] == "imdb" and task in tasks(project_root)
+    path = params_path(project_root, task)
+    expected = "params.yaml" if task == "imdb" else f"pipelines/{task}/params.yaml"
+    assert path == project_root / expected
+    assert path.read_text(encoding="utf-8") == compose_params(project_root, [f"task={task}"]), (
+        f"{path} drifted from conf/: run `rnnlab sync-params`"
+    )
+    assert (path.parent / "dvc.yaml").is_file()
+
+
+def test_tasks_pick_their_data_and_keep_their_outputs_apart(project_root):
+    imdb, forecast, charlm = (
+        compose_cfg(project_root, [f"task={task}"]) for task in ("imdb", "forecast", "charlm")
+    )
+    assert (imdb.data.name, forecast.data.name, charlm.data.name) == ("imdb", "elecdemand", "tinyshakespeare")
+    assert len({c.paths.reports_dir for c in (imdb, forecast, charlm)}) == 3
+    assert len({c.paths.models_dir for c in (imdb, forecast, charlm)}) == 3
+    assert (imdb.task.monitor, imdb.task.mode) == ("val/acc", "max")
+    assert (forecast.task.monitor, forecast.task.mode) == ("val/loss", "min")
+    assert "bilstm" not in charlm.compare.models and "bilstm" in forecast.compare.models
+    assert forecast.models.gru.pooling == "last" and charlm.logger.experiment_name == "charlm"
 
 
 def test_required_groups_compose(project_root):

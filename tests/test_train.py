@@ -245,7 +245,7 @@ def test_last_checkpoint_is_the_latest_epoch_and_best_the_best(tmp_path):
 
     settings = {"max_epochs": 3, "accelerator": "cpu", "enable_progress_bar": False}
     logger = CSVLogger(tmp_path / "logs")
-    trainer = build_trainer(settings, build_callbacks(tmp_path / "checkpoints", 0, 0), logger)
+    trainer = build_trainer(settings, build_callbacks(tmp_path / "checkpoints", "val/acc", "max", 0), logger)
     trainer.fit(WorseningModel())
     folder = tmp_path / "checkpoints"
     epoch_of = {n: torch.load(folder / f"{n}.ckpt", weights_only=False)["epoch"] for n in ("best", "last")}

@@ -23,7 +23,7 @@ class EpochThroughput(L.Callback):
         self.sequences = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self.sequences += len(batch["labels"])
+        self.sequences += len(batch["labels" if "labels" in batch else "targets"])  # rows of the batch
         self.last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

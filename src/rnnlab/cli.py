@@ -19,19 +19,26 @@ REGISTER_REPORT = Path("reports") / "register.json"
 SHOWN_CHARS = 70  # of each text in `rnnlab predict`'s output
 
 
+@report_errors
 def _sync_params(args: argparse.Namespace) -> int:
-    from rnnlab.params import sync_params
+    from rnnlab.params import sync_params, tasks
 
     root = project_root()
-    in_sync = sync_params(root, check=args.check)
-    if in_sync:
-        print(f"{root / 'params.yaml'} matches conf/")
-        return 0
-    if args.check:
-        print(f"{root / 'params.yaml'} differs from conf/: run `rnnlab sync-params`", file=sys.stderr)
-        return 1
-    print(f"rewrote {root / 'params.yaml'} from conf/")
-    return 0
+    if args.overrides and not args.task:
+        raise RnnlabError(
+            "overrides need --task, e.g. `rnnlab sync-params --task forecast experiment=smoke_forecast`"
+        )
+    drifted = []
+    for task in [args.task] if args.task else tasks(root):
+        path, in_sync = sync_params(root, task, args.overrides, check=args.check)
+        if in_sync:
+            print(f"{path} matches conf/ (task={task})")
+        elif args.check:
+            drifted.append(path)
+            print(f"{path} differs from conf/ (task={task}): run `rnnlab sync-params`", file=sys.stderr)
+        else:
+            print(f"rewrote {path} from conf/ (task={task})")
+    return 1 if drifted else 0
 
 
 @report_errors
@@ -90,8 +97,15 @@ def _shortened(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnlab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    sync = commands.add_parser("sync-params", help="rewrite params.yaml as the composition of conf/ defaults")
-    sync.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
+    sync = commands.add_parser(
+        "sync-params",
+        help="rewrite each pipeline's params.yaml as the composition of conf/ for its task",
+        description="params.yaml (imdb) and pipelines/<task>/params.yaml; --task with overrides rewrites "
+        "one, e.g. `rnnlab sync-params --task charlm experiment=smoke_charlm`.",
+    )
+    sync.add_argument("--check", action="store_true", help="only compare; exit 1 when any differs")
+    sync.add_argument("--task", help="only this task's file (conf/task/<task>.yaml)")
+    sync.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides (with --task)")
     sync.set_defaults(func=_sync_params)
     predict = commands.add_parser(
         "predict",

@@ -1,4 +1,8 @@
-"""One table across the trained models: size, cost and quality side by side (the `compare` stage)."""
+"""One table across the trained models: size, cost and quality side by side (the `compare` stage).
+
+The columns come from the task (`rnnlab.tasks.<kind>.COMPARE`); classification also gets test accuracy per
+review-length bucket.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,8 @@ import pandas as pd
 
 from rnnlab.errors import LayoutError
 from rnnlab.io import read_json
+from rnnlab.tasks import Comparison
 
-COLUMNS = {  # table column -> (source, key) in reports/train/<m>.json or reports/eval/<m>/metrics.json
-    "params": ("train", "params"),
-    "epochs": ("train", "epochs"),
-    "train_seconds": ("train", "train_seconds"),
-    "train_seq_per_s": ("train", "train_seq_per_s"),
-    "val_acc": ("train", "val_acc_best"),
-    "test_acc": ("eval", "acc"),
-    "test_f1": ("eval", "f1"),
-    "test_auroc": ("eval", "auroc"),
-    "test_loss": ("eval", "loss"),
-}
 BUCKET_PREFIX = "acc_len "
 
 
@@ -41,12 +35,13 @@ def read_reports(models: list[str], reports_dir: Path) -> dict[str, dict[str, di
     return found
 
 
-def comparison_table(reports: dict[str, dict[str, dict]]) -> pd.DataFrame:
-    """One row per model: the COLUMNS, then test accuracy per review-length bucket (`acc_len <=100`, ...)."""
+def comparison_table(reports: dict[str, dict[str, dict]], spec: Comparison) -> pd.DataFrame:
+    """One row per model: the task's columns, then test accuracy per review-length bucket when the
+    evaluation has them (`acc_len <=100`, ...)."""
     rows = []
     for model, report in reports.items():
         row = {"model": model, "run_id": report["train"].get("run_id")}
-        row.update({column: report[source][key] for column, (source, key) in COLUMNS.items()})
+        row.update({column: report[source].get(key) for column, (source, key) in spec.columns.items()})
         for bucket, facts in report["eval"].get("length_buckets", {}).items():
             row[f"{BUCKET_PREFIX}{bucket}"] = facts["acc"]
         rows.append(row)
@@ -59,13 +54,24 @@ def length_buckets(table: pd.DataFrame) -> pd.DataFrame:
     return table[columns].rename(columns=lambda c: c[len(BUCKET_PREFIX) :])
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """The table for `reports/compare.md`: percentages for accuracies, rounded figures elsewhere."""
+def best_model(table: pd.DataFrame, spec: Comparison) -> str:
+    """The model ranked first by the task's validation column."""
+    column = table[spec.rank_by].astype(float)
+    return str(column.idxmax() if spec.higher_is_better else column.idxmin())
+
+
+def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:
+    """The table for `compare.md`: percentages where the task says so, rounded figures elsewhere."""
     shown = table.drop(columns=["run_id"]).copy()
     for column in shown.columns:
-        if column.startswith(("val_acc", "test_acc", "test_f1", "test_auroc", BUCKET_PREFIX)):
+        if column in spec.percent or column.startswith(BUCKET_PREFIX):
             shown[column] = (100 * shown[column]).map("{:.2f}".format)
-    shown["params"] = shown["params"].map("{:,}".format)
-    shown["train_seq_per_s"] = shown["train_seq_per_s"].map("{:.0f}".format)
-    shown["test_loss"] = shown["test_loss"].map("{:.4f}".format)
+        elif column == "params":
+            shown[column] = shown[column].map("{:,}".format)
+        elif column in ("epochs", "train_seq_per_s"):
+            shown[column] = shown[column].map("{:.0f}".format)
+        elif column == "train_seconds":
+            shown[column] = shown[column].map("{:.1f}".format)
+        else:
+            shown[column] = shown[column].map("{:.4f}".format)
     return shown.to_markdown(disable_numparse=True, stralign="right") + "\n"

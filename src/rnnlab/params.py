@@ -1,4 +1,9 @@
-"""Keep params.yaml equal to the composition of conf/ (the file DVC's Hydra integration writes)."""
+"""Keep each pipeline's params.yaml equal to the composition of conf/ for its task.
+
+The IMDB pipeline (dvc.yaml) reads params.yaml at the root: the file DVC's Hydra integration rewrites on
+`dvc exp run -S key=value`. The other tasks' pipelines read pipelines/<task>/params.yaml, composed with
+`task=<task>` (DVC composes only the root file, so `rnnlab sync-params` writes these).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,22 @@ import tempfile
 from pathlib import Path
 
 from dvc.utils.hydra import compose_and_dump
+
+from rnnlab.errors import ConfigError
+from rnnlab.io import atomic_file
+
+DEFAULT_TASK = "imdb"
+
+
+def tasks(root: Path) -> list[str]:
+    """The task names (conf/task/*.yaml), the default first."""
+    names = sorted(path.stem for path in (root / "conf" / "task").glob("*.yaml"))
+    return sorted(names, key=lambda name: name != DEFAULT_TASK)
+
+
+def params_path(root: Path, task: str) -> Path:
+    """Where the pipeline of `task` reads its parameters."""
+    return root / "params.yaml" if task == DEFAULT_TASK else root / "pipelines" / task / "params.yaml"
 
 
 def compose_params(root: Path, overrides: list[str] | None = None) -> str:
@@ -16,11 +37,19 @@ def compose_params(root: Path, overrides: list[str] | None = None) -> str:
         return out.read_text(encoding="utf-8")
 
 
-def sync_params(root: Path, check: bool = False) -> bool:
-    """Rewrite `root/params.yaml` from conf/ (only compare when `check`); True if it was already in sync."""
-    target = root / "params.yaml"
-    composed = compose_params(root)
+def sync_params(
+    root: Path, task: str, overrides: list[str] | None = None, check: bool = False
+) -> tuple[Path, bool]:
+    """Rewrite the params file of `task` from conf/ (+ `overrides`); only compare when `check`.
+
+    Returns the file and whether it was already in sync.
+    """
+    if task not in tasks(root):
+        raise ConfigError(f"task {task!r} is not allowed; choose one of: {', '.join(tasks(root))}")
+    target = params_path(root, task)
+    composed = compose_params(root, [f"task={task}", *(overrides or [])])
     in_sync = target.is_file() and target.read_text(encoding="utf-8") == composed
     if not in_sync and not check:
-        target.write_text(composed, encoding="utf-8")
-    return in_sync
+        with atomic_file(target, encoding="utf-8") as handle:
+            handle.write(composed)
+    return target, in_sync

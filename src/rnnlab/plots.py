@@ -111,3 +111,19 @@ def accuracy_by_length(buckets: pd.DataFrame, path: str | os.PathLike) -> None:
     ax.legend(ncols=len(buckets), loc="upper center", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     save(figure, path)
+
+
+def model_bars(
+    values: pd.Series, references: dict[str, float], path: str | os.PathLike, ylabel: str, title: str
+) -> None:
+    """One bar per model (index of `values`) with labelled horizontal reference lines (baselines)."""
+    figure, ax = new_figure(6.0, 4.0)
+    bars = ax.bar([str(model) for model in values.index], values.to_numpy(dtype=float))
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    for (name, level), style in zip(references.items(), ("--", ":", "-."), strict=False):
+        ax.axhline(level, color="black", linestyle=style, linewidth=1.0, label=f"{name} {level:.3f}")
+    ax.set(ylabel=ylabel, title=title)
+    if references:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    save(figure, path)

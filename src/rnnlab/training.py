@@ -9,20 +9,19 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
-from rnnlab.callbacks import RUN_ID_KEY, EmbeddingFreeze, EpochThroughput, RunIdInCheckpoint
+from rnnlab.callbacks import RUN_ID_KEY, EpochThroughput, RunIdInCheckpoint
 from rnnlab.errors import ConfigError
 
-MONITOR = "val/acc"
 
-
-def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_embedding_epochs: int) -> list:
-    """Best and last checkpoints (no `=` or `/` in names), early stop, LR monitor, throughput, progress."""
+def build_callbacks(checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int) -> list:
+    """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names), early stop,
+    LR monitor, throughput, progress bar."""
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by val/acc
+        ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by the task's monitored metric
             dirpath=checkpoint_dir,
             filename="best",
-            monitor=MONITOR,
-            mode="max",
+            monitor=monitor,
+            mode=mode,
             auto_insert_metric_name=False,
         ),
         # last.ckpt after every epoch, for resuming. (Lightning's `save_last=True` only writes it when a
@@ -34,9 +33,7 @@ def build_callbacks(checkpoint_dir: Path, early_stopping_patience: int, freeze_e
         TQDMProgressBar(refresh_rate=20),
     ]
     if early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=early_stopping_patience))
-    if freeze_embedding_epochs > 0:
-        callbacks.append(EmbeddingFreeze(freeze_embedding_epochs))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience))
     return callbacks
 
 

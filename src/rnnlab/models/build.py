@@ -1,4 +1,4 @@
-"""Build a `SequenceClassifier` from a `model` config node (conf/model/*.yaml) and the optimiser settings."""
+"""Build models from a `model` config node (conf/model/*.yaml) and the optimiser settings."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ ENCODER_KEYS = (
 )
 
 
+def encoder_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The `RecurrentEncoder` settings of a `model` config node (the rest is for the head and training)."""
+    return {key: model_cfg[key] for key in ENCODER_KEYS}
+
+
 def build_classifier(
     model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path
 ) -> tuple[SequenceClassifier, float | None]:
@@ -32,7 +37,7 @@ def build_classifier(
     model = SequenceClassifier(
         len(vocab),
         num_classes,
-        {key: model_cfg[key] for key in ENCODER_KEYS},
+        encoder_args(model_cfg),
         **optim,
         head_dropout=model_cfg["head_dropout"],
     )

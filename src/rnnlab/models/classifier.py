@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torchmetrics
-from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.models.base import RecurrentTaskModule, check_optim
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder
-
-SCHEDULERS = ("plateau", "onecycle", "none")
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -30,7 +26,7 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
     )
 
 
-class SequenceClassifier(L.LightningModule):
+class SequenceClassifier(RecurrentTaskModule):
     """Classifies padded token-id batches (`ids`, `lengths`, `labels`) with one `RecurrentEncoder`."""
 
     def __init__(
@@ -42,12 +38,11 @@ class SequenceClassifier(L.LightningModule):
         weight_decay: float = 1e-2,
         scheduler: str = "plateau",
         head_dropout: float = 0.0,
+        monitor: str = "val/acc",
+        mode: str = "max",
     ) -> None:
         super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(
-                f"optim.scheduler={scheduler!r} is not allowed; choose one of: {', '.join(SCHEDULERS)}"
-            )
+        check_optim(scheduler, mode)
         self.save_hyperparameters(logger=False)  # the run logs the whole config instead (train.py)
         self.encoder = RecurrentEncoder(vocab_size, EncoderConfig(**encoder))
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, num_classes))
@@ -81,22 +76,3 @@ class SequenceClassifier(L.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Log the total gradient 2-norm (before clipping) once per epoch on average."""
-        norm = grad_norm(self, norm_type=2)["grad_2.0_norm_total"]
-        self.log("train/grad_norm", norm, on_step=False, on_epoch=True)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        if self.hparams.scheduler == "none":
-            return optimizer
-        if self.hparams.scheduler == "onecycle":
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches)
-            )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "monitor": "val/acc"}}

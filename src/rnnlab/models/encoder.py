@@ -1,4 +1,6 @@
-"""One recurrent encoder for every cell: embedding -> stacked (bi)directional RNN -> padding-aware pooling.
+"""One recurrent encoder for every cell and task: inputs -> stacked (bi)directional RNN -> pooling.
+
+Inputs are token ids (embedded; text tasks) or real-valued feature vectors (time series: `vocab_size=None`).
 
 Batches are post-padded (real steps first). The backward direction of a bidirectional layer runs a
 forward RNN over each sequence reversed *within its length*, so padding never enters any state: the
@@ -87,15 +89,41 @@ class RecurrentLayer(nn.Module):
         return torch.cat([out, reverse_within_lengths(back, lengths)], dim=-1)
 
 
-class RecurrentEncoder(nn.Module):
-    """Token ids [B, T] and lengths [B] -> (pooled [B, output_size], per-step outputs [B, T, output_size])."""
+RecurrentState = list  # one entry per layer: h [1, B, H], or (h, c) for an LSTM
 
-    def __init__(self, vocab_size: int, config: EncoderConfig, padding_idx: int = 0) -> None:
+
+def detach_state(state: RecurrentState) -> RecurrentState:
+    """The same state cut from the autograd graph (truncated backpropagation through time)."""
+    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]
+
+
+class RecurrentEncoder(nn.Module):
+    """Inputs [B, T] (token ids) or [B, T, F] (features) and lengths [B] -> (pooled [B, output_size],
+    per-step outputs [B, T, output_size]).
+
+    `vocab_size=None` takes real-valued inputs of width `input_size` (no embedding; the embedding keys of the
+    config are unused then).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int | None,
+        config: EncoderConfig,
+        padding_idx: int | None = 0,
+        input_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=padding_idx)
+        if vocab_size is None:
+            if not input_size or input_size < 1:
+                raise ConfigError(f"an encoder on feature inputs needs input_size >= 1, got {input_size!r}")
+            self.embedding = None
+            first_size = input_size
+        else:
+            self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=padding_idx)
+            first_size = config.embedding_dim
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        sizes = [config.embedding_dim] + [config.output_size] * (config.num_layers - 1)
+        sizes = [first_size] + [config.output_size] * (config.num_layers - 1)
         self.layers = nn.ModuleList(
             RecurrentLayer(CELLS[config.cell], size, config.hidden_size, config.bidirectional)
             for size in sizes
@@ -130,10 +158,31 @@ class RecurrentEncoder(nn.Module):
                     rnn.bias_ih_l0[hidden : 2 * hidden].fill_(self.config.forget_bias)
                     rnn.bias_hh_l0[hidden : 2 * hidden].zero_()
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = lengths.clamp(min=1, max=ids.size(1))
-        x = self.embedding_dropout(self.embedding(ids))
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Embedded token ids (with embedding dropout), or the feature inputs as they are."""
+        if self.embedding is None:
+            return inputs
+        return self.embedding_dropout(self.embedding(inputs))
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.clamp(min=1, max=inputs.size(1))
+        x = self.embed(inputs)
         for depth, layer in enumerate(self.layers):
             x = layer(self.layer_dropout(x) if depth else x, lengths)
-        mask = torch.arange(ids.size(1), device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)
+        mask = torch.arange(inputs.size(1), device=inputs.device).unsqueeze(0) < lengths.unsqueeze(1)
         return self.pooling(x, lengths, mask), x
+
+    def run_stateful(
+        self, inputs: torch.Tensor, state: RecurrentState | None = None
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """Causal use (language models): per-step top-layer outputs [B, T, H] and every layer's final state,
+        starting from `state` (None: zeros). Sequences are unpadded; unidirectional encoders only."""
+        if self.config.bidirectional:
+            raise ConfigError("run_stateful needs a unidirectional encoder (model.bidirectional=false)")
+        x = self.embed(inputs)
+        final: RecurrentState = []
+        for depth, layer in enumerate(self.layers):
+            start = None if state is None else state[depth]
+            x, hx = layer.forward_rnn(self.layer_dropout(x) if depth else x, start)
+            final.append(hx)
+        return x, final

@@ -1,0 +1,46 @@
+"""What every rnnlab LightningModule shares: AdamW, a scheduler keyed on the task's monitored metric,
+and the total gradient norm before clipping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import grad_norm
+
+from rnnlab.errors import ConfigError
+
+SCHEDULERS = ("plateau", "onecycle", "none")
+MODES = ("min", "max")
+
+
+def check_optim(scheduler: str, mode: str) -> None:
+    """Config errors for `optim.scheduler` and `task.mode`, naming the allowed values."""
+    if scheduler not in SCHEDULERS:
+        allowed = ", ".join(SCHEDULERS)
+        raise ConfigError(f"optim.scheduler={scheduler!r} is not allowed; choose one of: {allowed}")
+    if mode not in MODES:
+        raise ConfigError(f"task.mode={mode!r} is not allowed; choose one of: {', '.join(MODES)}")
+
+
+class RecurrentTaskModule(L.LightningModule):
+    """Base class; subclasses save `lr`, `weight_decay`, `scheduler`, `monitor` and `mode` as hparams."""
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Log the total gradient 2-norm (Lightning calls this before clipping), averaged per epoch."""
+        norm = grad_norm(self, norm_type=2)["grad_2.0_norm_total"]
+        self.log("train/grad_norm", norm, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "onecycle":
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=hp.lr, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=hp.mode, factor=0.5, patience=1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "monitor": hp.monitor}}

@@ -1,0 +1,190 @@
+"""Text classification (IMDB sentiment): download and tokenize the reviews, `SequenceClassifier` on the
+encode stage's arrays, and the test-set evaluation with ROC, precision-recall, confusion matrix and accuracy
+by review length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab import evaluation, plots
+from rnnlab.callbacks import EmbeddingFreeze
+from rnnlab.comparison import length_buckets
+from rnnlab.config import resolve_path, section
+from rnnlab.data.datamodule import SequenceDataModule
+from rnnlab.data.encode import token_length_stats
+from rnnlab.data.sources import acquire
+from rnnlab.data.splits import stratified_split
+from rnnlab.data.store import read_split_table, token_id_table, write_split_table
+from rnnlab.data.tokenize import TokenizerConfig, tokenize
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.errors import LayoutError
+from rnnlab.io import atomic_dir, read_json, write_json
+from rnnlab.models.build import build_classifier
+from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+
+HAS_TEST = True
+COMPARE = Comparison(
+    columns={
+        "params": ("train", "params"),
+        "epochs": ("train", "epochs"),
+        "train_seconds": ("train", "train_seconds"),
+        "train_seq_per_s": ("train", "train_seq_per_s"),
+        "val_acc": ("train", "val_acc_best"),
+        "test_acc": ("eval", "acc"),
+        "test_f1": ("eval", "f1"),
+        "test_auroc": ("eval", "auroc"),
+        "test_loss": ("eval", "loss"),
+    },
+    rank_by="val_acc",
+    higher_is_better=True,
+    percent=("val_acc", "test_acc", "test_f1", "test_auroc"),
+)
+COMPARE_HEADER = "Accuracy, F1 and AUROC in %; `acc_len` columns: test accuracy by review length in tokens."
+
+
+def download(cfg: DictConfig) -> dict[str, Any]:
+    """Fetch (or read a mirror of) the labelled texts into `paths.raw_dir`: per-split tables + source.json."""
+    tables, info = acquire(
+        section(cfg, "data.source"),
+        cfg.data.name,
+        downloads_dir=resolve_path(cfg.paths.downloads_dir),
+        download_cfg=section(cfg, "data.download"),
+    )
+    with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
+        for split, table in tables.items():
+            write_split_table(out, split, table)
+        write_json(out / "source.json", info)
+    return {"source": info["uri"], **{split: table.num_rows for split, table in tables.items()}}
+
+
+def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Carve a stratified validation split, tokenize, build the vocabulary (train only), map tokens to ids.
+
+    Returns the DVC metrics (data statistics) and the summary line's facts.
+    """
+    tokenizer = TokenizerConfig(**section(cfg, "data.tokenizer"))
+    raw = resolve_path(cfg.paths.raw_dir)
+    source = read_json(raw / "source.json")
+    train, val = stratified_split(
+        read_split_table(raw, "train"), cfg.data.split.val_fraction, cfg.data.split.seed,
+        key="data.split.val_fraction",
+    )
+    tables = {"train": train, "val": val, "test": read_split_table(raw, "test")}
+    tokens = {split: tokenize(table.column("text"), tokenizer) for split, table in tables.items()}
+    vocab = Vocabulary.build(tokens["train"], cfg.data.vocab.max_size, cfg.data.vocab.min_freq)
+    metrics: dict[str, Any] = {"vocab_size": len(vocab), "splits": {}}
+    with atomic_dir(resolve_path(cfg.paths.prepared_dir)) as out:
+        vocab.save(out / "vocab.json")
+        for split, table in tables.items():
+            flat, offsets = vocab.encode(tokens[split])
+            labels = table.column("label").combine_chunks()
+            write_split_table(out, split, token_id_table(flat, offsets, labels))
+            lengths = token_length_stats(offsets)
+            metrics["splits"][split] = {
+                "reviews": table.num_rows,
+                "oov_rate": Vocabulary.oov_share(flat),
+                "empty_reviews": lengths["empty"],
+                "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
+                "label_counts": np.bincount(table.column("label").to_numpy()).tolist(),
+            }
+        meta = {
+            "label_names": source["label_names"],
+            "num_classes": len(source["label_names"]),
+            "vocab_size": len(vocab),
+            "tokenizer": section(cfg, "data.tokenizer"),
+        }
+        write_json(out / "meta.json", meta)
+    facts = {
+        "vocab": len(vocab),
+        **{s: m["reviews"] for s, m in metrics["splits"].items()},
+        "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
+    }
+    return metrics, facts
+
+
+def data_dir(cfg: DictConfig) -> Path:
+    return resolve_path(cfg.paths.encoded_dir)
+
+
+def datamodule(cfg: DictConfig) -> SequenceDataModule:
+    return SequenceDataModule(data_dir(cfg), seed=cfg.seed, **section(cfg, "data.loader"))
+
+
+def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
+    vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
+    model, coverage = build_classifier(model_cfg, optim_args(cfg), data.num_classes, vocab_path)
+    metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
+    params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
+    return Built(model, params, metrics)
+
+
+def callbacks(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> list:
+    epochs = model_cfg["freeze_embeddings_epochs"]
+    return [EmbeddingFreeze(epochs)] if epochs > 0 else []
+
+
+def artifacts(cfg: DictConfig) -> list[Path]:
+    return [resolve_path(cfg.paths.prepared_dir) / "vocab.json"]
+
+
+def load_model(checkpoint: Path) -> SequenceClassifier:
+    return SequenceClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+def evaluate(
+    cfg: DictConfig, name: str, model: SequenceClassifier, data: SequenceDataModule, folder: Path
+) -> Evaluated:
+    """Test-set scores, accuracy per review-length bucket, and their plots (CSV for DVC, PNG)."""
+    check_compatible(model, data.meta, name)
+    edges = evaluation.check_bucket_edges(
+        OmegaConf.select(cfg, "eval.length_buckets", default=evaluation.DEFAULT_LENGTH_BUCKETS)
+    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = evaluation.evaluate(evaluation.predict(model, data.test_dataloader(), device), edges)
+    label_names = data.meta.get("label_names") or [str(i) for i in range(data.num_classes)]
+    report = evaluation.metrics_report(result)
+    write_json(folder / "metrics.json", report)
+    write_plots(result, label_names, folder / "plots", name)
+    scores = result.scores
+    facts = {key: f"{scores[key]:.4f}" for key in ("acc", "f1", "auroc")}
+    facts.update({f"len{b.name}": "n/a" if b.acc is None else f"{b.acc:.4f}" for b in result.buckets})
+    return Evaluated(report, evaluation.mlflow_metrics(result), facts)
+
+
+def check_compatible(model: SequenceClassifier, meta: dict[str, Any], name: str) -> None:
+    """The checkpoint's vocabulary size and classes must match the encoded data's meta.json."""
+    trained = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
+    encoded = {key: meta.get(key) for key in trained}
+    if trained != encoded:
+        raise LayoutError(
+            f"the {name} checkpoint was trained with {trained}, but the encoded data has {encoded}: "
+            f"run `dvc repro train@{name}` on this data"
+        )
+
+
+def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: Path, name: str) -> None:
+    """CSV data for DVC's templates, and the same plots as PNG images."""
+    figures.mkdir()
+    for table, frame in evaluation.plot_tables(result, label_names).items():
+        frame.to_csv(figures / f"{table}.csv", index=False)
+    plots.roc_curve(*result.roc, figures / "roc.png", f"ROC (test), {name}", result.scores["auroc"])
+    plots.precision_recall_curve(*result.pr, figures / "pr.png", f"Precision-recall (test), {name}")
+    plots.confusion_matrix(
+        result.confusion.numpy(), label_names, figures / "confusion.png", f"Confusion matrix (test), {name}"
+    )
+    plots.bucket_accuracy(
+        [b.name for b in result.buckets], [b.acc for b in result.buckets], [b.n for b in result.buckets],
+        figures / "length_buckets.png", f"Test accuracy by review length, {name}",
+    )
+
+
+def compare_plots(table: Any, folder: Path) -> None:
+    """The compare stage's PNGs: accuracy against size, and accuracy by review length."""
+    plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png")
+    plots.accuracy_by_length(length_buckets(table), folder / "accuracy_by_length.png")

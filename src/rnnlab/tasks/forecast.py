@@ -1,0 +1,149 @@
+"""Time-series forecasting: a series from a PyPI package (or a CSV), gaps filled, split in time, scaled on
+train; `SequenceForecaster` on sliding windows; MAE/RMSE/MAPE in the series' units beside the naive and
+seasonal-naive baselines on the same test windows, and a forecast-vs-actual plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from rnnlab import plots
+from rnnlab.config import resolve_path, section
+from rnnlab.data.series import load_raw_series, prepare_series
+from rnnlab.data.windows import ForecastDataModule
+from rnnlab.errors import LayoutError
+from rnnlab.forecasting import BASELINES, baseline_report, forecast_metrics, forecast_plot, forecast_table
+from rnnlab.io import atomic_dir, write_json
+from rnnlab.models.build import encoder_args
+from rnnlab.models.forecaster import SequenceForecaster
+from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+
+HAS_TEST = True
+RAW_FILE = "series.csv"
+COMPARE = Comparison(
+    columns={
+        "params": ("train", "params"),
+        "epochs": ("train", "epochs"),
+        "train_seconds": ("train", "train_seconds"),
+        "val_loss": ("train", "val_loss_best"),
+        "test_mae": ("eval", "mae"),
+        "test_rmse": ("eval", "rmse"),
+        "test_mape": ("eval", "mape"),
+        "naive_mae": ("eval", "naive_mae"),
+        "seasonal_naive_mae": ("eval", "seasonal_naive_mae"),
+    },
+    rank_by="val_loss",
+    higher_is_better=False,
+)
+COMPARE_HEADER = (
+    "Test MAE, RMSE (series units) and MAPE (%) over every test window; the naive (last value) and "
+    "seasonal-naive baselines are scored on the same windows. val_loss: MSE of the scaled target."
+)
+
+
+def download(cfg: DictConfig) -> dict[str, Any]:
+    """The series as a CSV in `paths.raw_dir` (+ source.json): from the installed package, or a CSV."""
+    frame, info = load_raw_series(
+        section(cfg, "data.source"), cfg.data.name, resolve_path(cfg.paths.downloads_dir),
+        **section(cfg, "data.download"),
+    )
+    with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
+        frame.to_csv(out / RAW_FILE, index=False)
+        write_json(out / "source.json", info)
+    return {"source": info.get("uri") or info.get("file"), "rows": len(frame), "columns": len(frame.columns)}
+
+
+def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Gaps filled, time-ordered split, scaler fitted on train: `paths.prepared_dir`/series.{npz,json}."""
+    raw = resolve_path(cfg.paths.raw_dir) / RAW_FILE
+    if not raw.is_file():
+        raise LayoutError(f"{raw} is missing: run the download stage first")
+    prepared = prepare_series(pd.read_csv(raw), cfg.data)
+    prepared.save(resolve_path(cfg.paths.prepared_dir))
+    facts = prepared.facts
+    summary = {"rows": facts["rows"], **facts["split_rows"], "missing_filled": facts["missing_filled"]}
+    return facts, summary
+
+
+def data_dir(cfg: DictConfig) -> Path:
+    return resolve_path(cfg.paths.prepared_dir)
+
+
+def datamodule(cfg: DictConfig) -> ForecastDataModule:
+    loader = section(cfg, "data.loader")
+    return ForecastDataModule(
+        data_dir(cfg), **section(cfg, "data.window"), batch_size=loader["batch_size"],
+        num_workers=loader["num_workers"], seed=cfg.seed,
+    )
+
+
+def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule) -> Built:
+    model = SequenceForecaster(
+        data.num_features, data.horizon, encoder_args(model_cfg), **optim_args(cfg),
+        head_dropout=model_cfg["head_dropout"],
+    )
+    params = {"num_features": data.num_features, "horizon": data.horizon, "features": data.prepared.columns}
+    return Built(model, params)
+
+
+def callbacks(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule) -> list:
+    return []
+
+
+def artifacts(cfg: DictConfig) -> list[Path]:
+    return [data_dir(cfg) / "series.json"]  # columns, scaler (train-only mean/std), data facts
+
+
+def load_model(checkpoint: Path) -> SequenceForecaster:
+    return SequenceForecaster.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+@torch.no_grad()
+def predict(model: SequenceForecaster, data: ForecastDataModule, split: str) -> np.ndarray:
+    """The model's forecasts for every window of `split`, in the series' units: [windows, horizon]."""
+    model.eval()
+    scaled = [model(batch["inputs"], batch["lengths"]) for batch in data.loader(split, shuffle=False)]
+    return data.prepared.inverse_target(torch.cat(scaled).numpy())
+
+
+def evaluate(cfg: DictConfig, name: str, model: SequenceForecaster, data: ForecastDataModule,
+             folder: Path) -> Evaluated:
+    """Test metrics of the model and of both baselines on the same windows; forecast.{csv,png}."""
+    trained = (model.hparams.num_features, model.hparams.horizon)
+    if trained != (data.num_features, data.horizon):
+        raise LayoutError(
+            f"the {name} checkpoint forecasts {trained[1]} steps from {trained[0]} features, but the data "
+            f"settings give {data.horizon} from {data.num_features}: run `train@{name}` again"
+        )
+    test, prepared, period = data.datasets["test"], data.prepared, int(cfg.data.seasonal_period)
+    predicted = predict(model, data, "test")
+    scores = forecast_metrics(predicted, prepared.inverse_target(test.targets()))
+    baselines = baseline_report(test, prepared, period)
+    report = {**scores, "windows": len(test), "horizon": test.horizon, "seasonal_period": period}
+    for baseline in BASELINES:
+        report.update({f"{baseline}_{key}": value for key, value in baselines[baseline].items()})
+        report[f"mae_vs_{baseline}"] = scores["mae"] / baselines[baseline]["mae"]
+    write_json(folder / "metrics.json", report)
+    figures = folder / "plots"
+    figures.mkdir()
+    windows = int(cfg.eval.plot_windows)
+    table = forecast_table(test, prepared, predicted, period, windows, figures / "forecast.csv")
+    forecast_plot(
+        table["actual"], table["model"], {b: table[b] for b in BASELINES}, figures / "forecast.png",
+        title=f"Test forecast vs actual, {name} (horizon {test.horizon})", steps=table["step"],
+        ylabel=prepared.target,
+    )
+    mlflow = {f"eval/test_{key}": float(value) for key, value in report.items() if key != "seasonal_period"}
+    facts = {k: f"{report[k]:.4f}" for k in ("mae", "rmse", "mape", "naive_mae", "seasonal_naive_mae")}
+    return Evaluated(report, mlflow, facts)
+
+
+def compare_plots(table: pd.DataFrame, folder: Path) -> None:
+    """Test MAE per model against the two baselines (the same for every model: the same windows)."""
+    references = {"naive": table["naive_mae"].iloc[0], "seasonal naive": table["seasonal_naive_mae"].iloc[0]}
+    plots.model_bars(table["test_mae"], references, folder / "test_mae.png", "test MAE", "Forecast error")
