@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,39 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dvc_repo import commit, project_copy, run
 from rnnlab.data.download import sha256_file
 
 CELLS = ("rnn", "lstm", "gru", "bilstm")
-COPIED = ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore")
-
-
-def run(cmd: list[str], cwd: Path, env: dict) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, project_root, mini_archive) -> tuple[Path, dict]:
     """A git+DVC copy of the project whose data stages have been reproduced once."""
     work = tmp_path_factory.mktemp("project")
-    for name in COPIED:
-        source, target = project_root / name, work / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, target)
-    env = {
-        **os.environ,
-        "RNNLAB_IMDB_SOURCE": str(mini_archive),
-        "RNNLAB_IMDB_SHA256": sha256_file(mini_archive),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}  # runs go to <work>/mlflow.db
-    run(["git", "init", "-q"], work, env)
-    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "add", "-A"], work, env)
-    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "init"], work, env)
+    env = project_copy(
+        project_root, work, RNNLAB_IMDB_SOURCE=str(mini_archive), RNNLAB_IMDB_SHA256=sha256_file(mini_archive)
+    )
     out = run(["dvc", "repro", "encode"], work, env)
     for stage in ("download", "prepare", "encode"):
         assert f"Running stage '{stage}'" in out
@@ -85,8 +63,7 @@ def test_second_repro_runs_nothing(repo):
 def test_changing_max_len_reruns_only_encode(repo):
     """`dvc exp run -S` recomposes conf/ into params.yaml; only `encode` depends on max_len."""
     work, env = repo
-    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "add", "-A"], work, env)
-    run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "lock"], work, env)
+    commit(work, env, "lock")
     out = run(["dvc", "exp", "run", "encode", "-S", "data.encode.max_len=32"], work, env)
     assert "Running stage 'encode'" in out
     assert "Running stage 'prepare'" not in out and "Running stage 'download'" not in out

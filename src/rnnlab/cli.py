@@ -52,6 +52,47 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+@report_errors
+def _generate(args: argparse.Namespace) -> int:
+    from rnnlab.tasks.charlm import load_model
+
+    checkpoint = _charlm_checkpoint(args.checkpoint, args.model)
+    model = load_model(checkpoint)
+    strategy = "greedy" if args.greedy else "multinomial"
+    print(model.sample(args.prompt, args.length, strategy, args.temperature, args.top_k, args.seed))
+    return 0
+
+
+def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
+    """`--checkpoint`, else the best checkpoint of `--model`, else of the cell the charlm comparison ranks
+    first (the paths come from pipelines/charlm/params.yaml)."""
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise RnnlabError(f"no checkpoint at {checkpoint}")
+        return checkpoint
+    root = project_root()
+    params = root / "pipelines" / "charlm" / "params.yaml"
+    if not params.is_file():
+        raise RnnlabError(f"{params} is missing: run `rnnlab sync-params`, or pass --checkpoint")
+    from omegaconf import OmegaConf
+
+    paths = OmegaConf.load(params).paths
+    if cell is None:
+        table = resolve_path(paths.reports_dir, root) / "compare.csv"
+        if not table.is_file():
+            raise RnnlabError(
+                f"no trained language model yet ({table} is missing): run "
+                "`dvc repro pipelines/charlm/dvc.yaml`, or pass --model CELL or --checkpoint PATH"
+            )
+        import pandas as pd
+
+        cell = str(pd.read_csv(table, index_col="model")["val_nats"].idxmin())
+    path = resolve_path(paths.models_dir, root) / cell / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise RnnlabError(f"no checkpoint for {cell!r} at {path}: run `dvc repro pipelines/charlm/dvc.yaml`")
+    return path
+
+
 def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimentModel:
     """The champion's local export by default, else the ONNX model inside a logged pyfunc; never torch."""
     root = project_root()
@@ -124,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow store of --model (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db)",
     )
     predict.set_defaults(func=_predict)
+    generate = commands.add_parser(
+        "generate",
+        help="generate text with the character language model (task charlm)",
+        description="Print the prompt and the characters the model generates after it.",
+    )
+    generate.add_argument("--prompt", default="ROMEO:", help="text to start from (default: %(default)s)")
+    generate.add_argument("--length", type=int, default=500, help="characters to generate (default: 500)")
+    generate.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    generate.add_argument("--top-k", type=int, help="sample among the k most likely characters only")
+    generate.add_argument("--greedy", action="store_true", help="always take the most likely character")
+    generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default: 0)")
+    generate.add_argument("--model", help="cell whose best checkpoint to use (default: the best by val loss)")
+    generate.add_argument("--checkpoint", type=Path, help="a .ckpt file of a charlm run")
+    generate.set_defaults(func=_generate)
     return parser
 
 

@@ -1,0 +1,99 @@
+"""Each non-default task's DVC pipeline (pipelines/<task>/dvc.yaml) on its smoke settings, in a throw-away
+repo: one command runs every stage, a second runs nothing, runs land in the task's MLflow experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from dvc_repo import commit, project_copy, run
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def reproduce(project_root: Path, work: Path, task: str, **env_extra: str) -> tuple[dict, str]:
+    """Sync the task's params to its smoke experiment, commit, and `dvc repro` its pipeline once."""
+    env = project_copy(project_root, work, **env_extra)
+    run(["rnnlab", "sync-params", "--task", task, f"experiment=smoke_{task}"], work, env)
+    commit(work, env, f"{task} smoke settings")
+    return env, run(["dvc", "repro", f"pipelines/{task}/dvc.yaml"], work, env)
+
+
+def task_runs(work: Path, experiment: str) -> dict[str, mlflow.entities.Run]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment!r}"
+    return {run_.info.run_id: run_ for run_ in client.search_runs([found.experiment_id])}
+
+
+def test_forecast_pipeline_runs_every_stage_once(tmp_path, project_root):
+    work = tmp_path / "project"
+    env, out = reproduce(project_root, work, "forecast")
+    cells = ("rnn", "lstm", "gru", "bilstm")
+    stages = ["download", "prepare", *(f"{s}@{c}" for s in ("train", "evaluate") for c in cells), "compare"]
+    for stage in stages:
+        assert f"Running stage 'pipelines/forecast/dvc.yaml:{stage}'" in out, stage
+    reports = work / "reports" / "forecast"
+    runs = task_runs(work, "forecast")
+    for cell in cells:
+        trained = json.loads((reports / "train" / f"{cell}.json").read_text())
+        assert trained["epochs"] == 2 and trained["val_loss_best"] > 0
+        metrics = json.loads((reports / "eval" / cell / "metrics.json").read_text())
+        assert metrics["horizon"] == 12 and metrics["windows"] > 0
+        for name in ("mae", "rmse", "mape", "naive_mae", "seasonal_naive_mae"):
+            assert metrics[name] > 0, name
+        assert metrics["mae_vs_naive"] == pytest.approx(metrics["mae"] / metrics["naive_mae"])
+        assert (reports / "eval" / cell / "plots" / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+        run_ = runs[trained["run_id"]]
+        assert run_.info.status == "FINISHED" and run_.data.params["task/name"] == "forecast"
+        assert run_.data.metrics["eval/test_mae"] == pytest.approx(metrics["mae"])
+    # every cell is scored on the same test windows, so the baselines agree across cells
+    naive = {json.loads((reports / "eval" / c / "metrics.json").read_text())["naive_mae"] for c in cells}
+    assert len(naive) == 1
+    compare = (reports / "compare.md").read_text()
+    assert all(f" {cell} |" in compare for cell in cells) and "seasonal_naive_mae" in compare
+    assert (reports / "compare" / "test_mae.png").is_file()
+    assert not (work / "reports" / "train").exists(), "the forecast pipeline wrote into the IMDB reports"
+    assert "Running stage" not in run(["dvc", "repro", "pipelines/forecast/dvc.yaml"], work, env)
+    run(["dvc", "plots", "show", "-o", "dvc_plots"], work, env)
+    assert "forecast.png" in (work / "dvc_plots" / "index.html").read_text()
+
+
+def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_root):
+    mirror = SHARED_DATA / "tinyshakespeare" / "input.txt"
+    if not mirror.is_file():
+        pytest.skip(f"offline data not found at {mirror}")
+    work = tmp_path / "project"
+    env, out = reproduce(project_root, work, "charlm", RNNLAB_TINYSHAKESPEARE_SOURCE=str(mirror))
+    cells = ("rnn", "lstm", "gru")  # no bilstm: refused for a language model
+    stages = ["download", "prepare", *(f"{s}@{c}" for s in ("train", "evaluate") for c in cells), "compare"]
+    for stage in stages:
+        assert f"Running stage 'pipelines/charlm/dvc.yaml:{stage}'" in out, stage
+    assert "bilstm" not in out
+    reports = work / "reports" / "charlm"
+    runs = task_runs(work, "charlm")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    for cell in cells:
+        trained = json.loads((reports / "train" / f"{cell}.json").read_text())
+        metrics = json.loads((reports / "eval" / cell / "metrics.json").read_text())
+        # the evaluation re-measures the best checkpoint's validation loss over the same chunks
+        assert metrics["nats_per_char"] == pytest.approx(trained["val_loss_best"], rel=1e-4)
+        assert metrics["bits_per_char"] == pytest.approx(metrics["nats_per_char"] / 0.6931471805599453)
+        samples = (reports / "eval" / cell / "samples.txt").read_text()
+        assert samples.count("ROMEO:") == 3  # one sample per temperature
+        run_ = runs[trained["run_id"]]
+        logged = {a.path for a in client.list_artifacts(run_.info.run_id, "samples")}
+        assert logged == {"samples/epoch_00.txt", "samples/epoch_01.txt"}
+        logged_metrics = run_.data.metrics
+        assert logged_metrics["val/bpc"] == pytest.approx(logged_metrics["val/loss"] / 0.6931471805599453)
+    assert "val_bpc" in (reports / "compare.md").read_text()
+    assert "Running stage" not in run(["dvc", "repro", "pipelines/charlm/dvc.yaml"], work, env)
+    generate = ["rnnlab", "generate", "--prompt", "ROMEO:", "--temperature", "0.8", "--length", "40"]
+    text = run(generate, work, env)
+    assert text.startswith("ROMEO:") and len(text.rstrip("\n")) >= len("ROMEO:") + 40
+    refused = run(["python", "pipelines/train.py", "task=charlm", "model=bilstm", "experiment=smoke_charlm"],
+                  work, env, expect_rc=2)
+    assert "model.bidirectional=true is not allowed for the charlm task" in refused
