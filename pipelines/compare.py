@@ -35,12 +35,14 @@ def main(cfg: DictConfig) -> None:
     with atomic_dir(reports_dir / "compare") as folder:
         task.compare_plots(table, folder)
     best = best_model(table, task.COMPARE)
-    log_comparison(cfg, root, reports_dir, table, best)
+    log_comparison(cfg, root, reports_dir, table, best, task.COMPARE.columns)
     ranked = {task.COMPARE.rank_by: round(table.at[best, task.COMPARE.rank_by], 4)}
     summary("compare", models=",".join(table.index), best=best, **ranked)
 
 
-def log_comparison(cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str) -> None:
+def log_comparison(
+    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, columns: dict
+) -> None:
     """An MLflow run `<task>-compare-<id>` with the table, the plots and each model's headline numbers."""
     task = cfg.logger.experiment_name
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
@@ -50,9 +52,9 @@ def log_comparison(cfg: DictConfig, root: Path, reports_dir: Path, table: pd.Dat
         run_name=tracking.run_name(task, "compare"),
         tags={"comparison": "true", "best_model": best, "git_commit": tracking.git_commit(root)},
     )
-    for model, row in table.drop(columns=["run_id"]).iterrows():
+    for model, row in table[list(columns)].iterrows():  # the task's columns (bucket names are no metric keys)
         for column, value in row.items():
-            client.log_metric(run.info.run_id, f"{model}/{column}".replace(" ", "_"), float(value))
+            client.log_metric(run.info.run_id, f"{model}/{column}", float(value))
     for name in ("compare.md", "compare.csv"):
         client.log_artifact(run.info.run_id, str(reports_dir / name))
     client.log_artifacts(run.info.run_id, str(reports_dir / "compare"), "plots")

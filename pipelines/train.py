@@ -57,10 +57,12 @@ def main(cfg: DictConfig) -> float:
         },
         run_id=checkpoint_run_id(resume) if resume else None,
     )
+    diagnostics_dir = resolve_path(cfg.paths.reports_dir) / "diagnostics" / model_cfg["name"]
     callbacks = build_callbacks(
-        out_dir / "checkpoints", cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience
+        out_dir / "checkpoints", cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience,
+        diagnostics_dir,
     )
-    callbacks += task.callbacks(cfg, model_cfg, data)
+    callbacks += task.callbacks(cfg, model_cfg, data, diagnostics_dir)
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
     record_run_setup(logger, cfg, built, trainer, resumed=resume is not None)
     started = time.perf_counter()

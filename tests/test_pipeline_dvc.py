@@ -93,6 +93,10 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
         assert set(metrics["length_buckets"]) == {"<=100", "101-200", "201-400", ">400"}
         for name in ("roc", "pr", "confusion", "length_buckets"):
             assert (work / f"reports/eval/{cell}/plots/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        diagnostics = work / f"reports/diagnostics/{cell}"
+        for name in ("gradient_flow", "recurrent_weights", "clipping", "clipping_histogram"):
+            assert (diagnostics / f"{name}.csv").is_file(), name
+        assert run_.data.metrics["gradflow/ratio_d32"] > 0 and "train/clip_fraction" in run_.data.metrics
         export = work / f"models/imdb/{cell}/export"
         assert {"model.onnx", "model.pt", "export.json"} <= {p.name for p in export.iterdir()}
         assert max(json.loads((export / "export.json").read_text())["max_abs_diff"].values()) <= 1e-5
@@ -149,6 +153,15 @@ def test_invalid_value_is_named_with_the_allowed_values(repo):
     )
     assert done.returncode == 2
     assert "data.encode.padding" in done.stderr and "pre" in done.stderr and "post" in done.stderr
+
+
+def test_vanishing_gradients_notebook_executes(repo, project_root):
+    """After the smoke pipeline: gradient flow, spectral radius, clipping and accuracy by length per cell."""
+    work, _ = repo
+    outputs = execute_notebook(project_root / "notebooks" / "vanishing_gradients.ipynb", work)
+    assert "missing" not in printed(outputs), printed(outputs)
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 4  # gradient flow, spectral radius, clipping, accuracy by length
 
 
 def test_data_overview_notebook_executes(repo, project_root):

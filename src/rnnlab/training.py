@@ -10,12 +10,16 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
 from rnnlab.callbacks import RUN_ID_KEY, EpochThroughput, RunIdInCheckpoint
+from rnnlab.diagnostics.callbacks import ClippingMonitor, RecurrentWeightMonitor
 from rnnlab.errors import ConfigError
 
 
-def build_callbacks(checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int) -> list:
+def build_callbacks(
+    checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int, diagnostics_dir: Path
+) -> list:
     """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names), early stop,
-    LR monitor, throughput, progress bar."""
+    LR monitor, throughput, progress bar, and the task-independent diagnostics (recurrent weight spectra,
+    gradient clipping) written to `diagnostics_dir`."""
     callbacks: list[L.Callback] = [
         ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by the task's monitored metric
             dirpath=checkpoint_dir,
@@ -31,6 +35,8 @@ def build_callbacks(checkpoint_dir: Path, monitor: str, mode: str, early_stoppin
         EpochThroughput(),
         RunIdInCheckpoint(),
         TQDMProgressBar(refresh_rate=20),
+        RecurrentWeightMonitor(diagnostics_dir),
+        ClippingMonitor(diagnostics_dir),
     ]
     if early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience))

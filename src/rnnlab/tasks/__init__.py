@@ -5,7 +5,7 @@ comparison:
     data_dir(cfg) -> Path                        the stage output a run trains on (fingerprinted in MLflow)
     datamodule(cfg) -> LightningDataModule
     build_model(cfg, model_cfg, data) -> Built
-    callbacks(cfg, model_cfg, data) -> list      task-specific Lightning callbacks
+    callbacks(cfg, model_cfg, data, diagnostics_dir) -> list   task-specific Lightning callbacks
     artifacts(cfg) -> list[Path]                 files logged with every training run (vocabulary, scaler)
     load_model(checkpoint) -> LightningModule
     evaluate(cfg, name, model, data, folder) -> Evaluated     writes metrics.json and plots/ into `folder`

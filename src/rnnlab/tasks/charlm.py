@@ -85,7 +85,9 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModu
     return Built(model, {"vocab_size": data.vocab_size, "chunk_len": data.chunk_len})
 
 
-def callbacks(cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModule) -> list:
+def callbacks(
+    cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModule, diagnostics_dir: Path
+) -> list:
     samples = cfg.task.samples
     return [TextSamples(samples.prompt, samples.length, list(samples.temperatures), seed=cfg.seed)]
 

@@ -22,6 +22,8 @@ from rnnlab.data.splits import stratified_split
 from rnnlab.data.store import read_split_table, token_id_table, write_split_table
 from rnnlab.data.tokenize import TokenizerConfig, tokenize
 from rnnlab.data.vocab import Vocabulary
+from rnnlab.diagnostics.callbacks import GradientFlowMonitor
+from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.build import build_classifier
@@ -124,9 +126,17 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
     return Built(model, params, metrics)
 
 
-def callbacks(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> list:
+def callbacks(
+    cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule, diagnostics_dir: Path
+) -> list:
+    """Gradient flow over time on fixed validation reviews; the embedding freeze when configured."""
+    flow = cfg.diagnostics.gradient_flow
+    source = EncodedBatchSource(data_dir(cfg), "val", flow.rows, cfg.seed)
+    found: list = [
+        GradientFlowMonitor(source, list(flow.epochs), flow.steps, flow.distance, out_dir=diagnostics_dir)
+    ]
     epochs = model_cfg["freeze_embeddings_epochs"]
-    return [EmbeddingFreeze(epochs)] if epochs > 0 else []
+    return found + ([EmbeddingFreeze(epochs)] if epochs > 0 else [])
 
 
 def artifacts(cfg: DictConfig) -> list[Path]:

@@ -91,7 +91,9 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataMo
     return Built(model, params)
 
 
-def callbacks(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule) -> list:
+def callbacks(
+    cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule, diagnostics_dir: Path
+) -> list:
     return []
 
 
