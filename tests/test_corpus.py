@@ -96,7 +96,7 @@ def test_bad_source_settings(tmp_path):
         fetch_corpus({**CFG, "kind": "imdb"}, "x", tmp_path, environ={})
     with pytest.raises(ConfigError, match="RNNLAB_X_SOURCE"):
         fetch_corpus({"kind": "text"}, "x", tmp_path, environ={})
-    with pytest.raises(ConfigError, match="sha256 .or RNNLAB_X_SHA256. = 'abc' is not a 64-digit hex"):
+    with pytest.raises(ConfigError, match="sha256 .or RNNLAB_X_SHA256. = 'ABC ' is not a 64-digit hex"):
         fetch_corpus({**CFG, "sha256": "ABC "}, "x", tmp_path, environ={})
     mirror = tmp_path / "mirror.txt"
     mirror.write_text("text", encoding="utf-8")

