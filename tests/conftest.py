@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,18 @@ from synthetic import write_encoded, write_vocab
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MINI_SHA256 = "5e5fd58d692cf7cfa6258283ac4c3c794a256c4f955a903d77168e3bb405c518"
+
+
+@pytest.fixture(autouse=True)
+def keep_mlflow_tracking_uri():
+    """Lightning's MLFlowLogger calls mlflow.set_tracking_uri, which exports MLFLOW_TRACKING_URI into this
+    process: undo it after each test, so later subprocesses and notebooks use their own stores."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from rnnlab.plots import DPI
 
@@ -73,5 +73,6 @@ def clipping_histogram(table: pd.DataFrame, clip_val: float | None, out: IO[byte
         ax.axvline(clip_val, color="black", linestyle="--", label=f"gradient_clip_val {clip_val:g}")
     ax.set(xscale="log", xlabel="total gradient norm before clipping", ylabel="optimizer steps",
            title="Pre-clip gradient norms")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: minor labels collide
     ax.legend(fontsize=8)
     figure.savefig(out, format="png")
