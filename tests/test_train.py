@@ -159,8 +159,10 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
 
         artifacts = {a.path: a.is_dir for a in client.list_artifacts(run_id)}
         assert artifacts == {"config.yaml": False, "model_summary.txt": False, "vocab.json": False,
-                             "checkpoints": True}
+                             "checkpoints": True, "diagnostics": True}
         assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
+        diagnostics = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "diagnostics")}
+        assert {"gradient_flow.csv", "recurrent_weights.csv", "clipping.csv"} <= diagnostics
         local = Path(client.download_artifacts(run_id, "", str(work / "downloads" / run_id)))
         assert "hidden_size: 8" in (local / "config.yaml").read_text()
         assert f"Total params: {GRU_PARAMS:,}" in (local / "model_summary.txt").read_text()
