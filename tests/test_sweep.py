@@ -85,3 +85,22 @@ def test_optuna_search_maximises_val_acc(tmp_path, project_root, data):
     decays = {run.data.params["optim/weight_decay"] for run in children}
     assert len(decays) == 2 and all(1e-4 <= float(decay) <= 0.1 for decay in decays)
     assert {run.data.params["optim/lr"] for run in children} == {"0.03"}
+
+
+def test_sweep_parent_picks_the_lowest_loss_for_a_minimised_metric(tmp_path):
+    """forecast/charlm monitor val/loss (mode min): the parent's best child is the one with the lowest."""
+    from rnnlab.hydra_callbacks import MlflowSweepParent
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("forecast", (tmp_path / "mlartifacts").as_uri())
+    parent = client.create_run(experiment, run_name="forecast-sweep").info.run_id
+    for name, loss in (("a", 0.3), ("b", 0.1), ("c", 0.2)):
+        child = client.create_run(experiment, run_name=name, tags={"mlflow.parentRunId": parent}).info.run_id
+        client.log_metric(child, "val/loss_best", loss)
+    callback = MlflowSweepParent()
+    callback.client, callback.parent_id = client, parent
+    callback.monitor, callback.mode = "val/loss", "min"
+    callback.on_multirun_end(config=None)
+    finished = client.get_run(parent)
+    assert finished.data.tags["best_child_run"] == "b" and finished.data.metrics["sweep/best_val_loss"] == 0.1
+    assert finished.data.metrics["sweep/children"] == 3 and finished.info.status == "FINISHED"

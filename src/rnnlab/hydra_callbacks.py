@@ -3,7 +3,8 @@
 Enabled in conf/config.yaml (`hydra.callbacks`). The parent is created before the first job starts
 (which also creates the experiment once, before jobs could race on an SQLite store); jobs find its id in
 `$RNNLAB_MLFLOW_PARENT_RUN_ID` (see `run_logger.make_logger`). When the sweep ends, the parent records
-the number of children and the best child's `val/acc_best`.
+the number of children and the best child by the task's monitored metric (`<task.monitor>_best`, e.g.
+`val/acc_best`, highest or lowest as `task.mode` says) as `sweep/best_<metric>`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from rnnlab.config import project_root
 # Every stage loads this callback (conf/config.yaml), so MLflow (~1 s to import) is imported only when
 # a multirun starts.
 
-BEST_METRIC = "val/acc_best"
-
 
 class MlflowSweepParent(Callback):
     """Open the sweep's parent run on multirun start; close it (FINISHED or FAILED) when the sweep ends."""
@@ -30,6 +29,7 @@ class MlflowSweepParent(Callback):
     def __init__(self) -> None:
         self.client: Any = None  # an mlflow.MlflowClient once the sweep starts
         self.parent_id: str | None = None
+        self.monitor, self.mode = "val/acc", "max"  # the task's, read on multirun start
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
@@ -39,6 +39,8 @@ class MlflowSweepParent(Callback):
         root = project_root()
         uri = tracking.tracking_uri(OmegaConf.select(config, "logger.tracking_uri"), root)
         task = str(OmegaConf.select(config, "logger.experiment_name"))
+        self.monitor = str(OmegaConf.select(config, "task.monitor", default=self.monitor))
+        self.mode = str(OmegaConf.select(config, "task.mode", default=self.mode))
         experiment_id = tracking.ensure_experiment(task, uri, root)
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
@@ -69,10 +71,13 @@ class MlflowSweepParent(Callback):
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
         )
         self.client.log_metric(self.parent_id, "sweep/children", len(children))
-        scored = [run for run in children if BEST_METRIC in run.data.metrics]
+        metric = f"{self.monitor}_best"
+        scored = [run for run in children if metric in run.data.metrics]
         if scored:
-            best = max(scored, key=lambda run: run.data.metrics[BEST_METRIC])
-            self.client.log_metric(self.parent_id, "sweep/best_val_acc", best.data.metrics[BEST_METRIC])
+            pick = max if self.mode == "max" else min
+            best = pick(scored, key=lambda run: run.data.metrics[metric])
+            name = "sweep/best_" + self.monitor.replace("/", "_")
+            self.client.log_metric(self.parent_id, name, best.data.metrics[metric])
             self.client.set_tag(self.parent_id, "best_child_run", best.info.run_name)
         self._close("FINISHED")
 
