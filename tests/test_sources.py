@@ -254,6 +254,8 @@ def test_csv_string_labels_stratified_split(tmp_path):
     spec = _spec(_write_csv(tmp_path / "reviews.csv"), test_fraction=0.2, seed=3)
     tables, info = read_table_source(spec)
     assert info["label_names"] == ["neg", "pos"] and info["dropped_rows"] == {"uri": 2}
+    assert info["row_hygiene"]["uri"] == {"rows": 102, "missing_text": 1, "missing_label": 1,
+                                          "labels_stripped": 0}
     assert info["reviews"] == {"train": 80, "test": 20}
     assert info["label_counts"]["test"] == {"neg": 12, "pos": 8}  # 60/40, as in the file
     assert tables["test"].column_names == ["text", "label", "review_id"]
@@ -297,3 +299,43 @@ def test_acquire_table_records_checksum(tmp_path):
     tables, info = acquire(cfg, "reviews", tmp_path / "dl", environ={}, progress=False)
     assert info["kind"] == "table" and len(info["sha256"]) == 64
     assert sum(info["reviews"].values()) == 100
+
+
+def test_labels_are_stripped_and_counted(tmp_path):
+    labels = [" pos", "pos ", "pos", "neg", " neg ", "neg"] * 10
+    texts = [f"text {i}" for i in range(len(labels))]
+    texts[0], labels[3] = "   ", "  "  # a blank text and a blank label: dropped, by reason
+    path = tmp_path / "r.csv"
+    pacsv.write_csv(pa.table({"body": texts, "sentiment": labels}), path)
+    tables, info = read_table_source(_spec(path, test_fraction=0.2, seed=0))
+    assert info["label_names"] == ["neg", "pos"]
+    assert info["row_hygiene"]["uri"] == {"rows": 60, "missing_text": 1, "missing_label": 1,
+                                          "labels_stripped": 31}
+    assert sum(info["reviews"].values()) == 58
+
+
+def test_single_class_table_is_refused_with_its_counts(tmp_path):
+    path = tmp_path / "r.csv"
+    table = pa.table({"body": [f"t{i}" for i in range(30)], "sentiment": ["pos"] * 29 + [" pos"]})
+    pacsv.write_csv(table, path)
+    with pytest.raises(DataSourceError, match=r"'sentiment' has 1 class \('pos': 30 rows\).*at least two"):
+        read_table_source(_spec(path))
+
+
+def test_empty_text_column_names_the_column(tmp_path):
+    path = tmp_path / "r.csv"
+    table = pa.table({"body": pa.array([None] * 20, pa.string()), "sentiment": ["a", "b"] * 10})
+    pacsv.write_csv(table, path)
+    with pytest.raises(DataSourceError, match=r"no row has both a text \('body'\).*20 have a missing"):
+        read_table_source(_spec(path))
+
+
+def test_download_summary_reports_dropped_rows_and_classes(tmp_path):
+    from rnnlab.tasks.classification import row_hygiene_facts
+
+    path = _write_csv(tmp_path / "reviews.csv")
+    cfg = {"kind": "table", "uri": str(path), "text_column": "body", "label_column": "sentiment"}
+    _, info = acquire(cfg, "reviews", tmp_path / "dl", environ={}, progress=False)
+    facts = row_hygiene_facts(info)
+    assert facts == {"dropped": "2(missing_text=1,missing_label=1)", "labels_stripped": 0,
+                     "classes": "neg:60,pos:40"}

@@ -130,17 +130,21 @@ def _check_table_spec(spec: SourceSpec) -> None:
 def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
     """Read a CSV/parquet table source into train/test tables with labels mapped to 0..K-1.
 
-    Rows missing the text or the label are dropped and counted (in a CSV an empty cell is missing).
-    Without `test_uri` the rows are split stratified by label with `test_fraction` and `seed`.
-    `review_id` is "<split>/<row number in its source file>".
+    String labels are stripped of surrounding whitespace (`' pos'` and `'pos'` are one class; the rows
+    changed are counted). Rows whose text or label is missing or blank are dropped and counted by reason
+    (in a CSV an empty cell is missing). At least two classes must remain. Without `test_uri` the rows are
+    split stratified by label with `test_fraction` and `seed`. `review_id` is "<split>/<row number in its
+    source file>".
     """
-    rows, dropped = _labelled_rows(spec.uri, spec, "data.source.uri")
+    rows, hygiene = _labelled_rows(spec.uri, spec, "data.source.uri")
     info: dict = {"text_column": spec.text_column, "label_column": spec.label_column,
-                  "test_uri": spec.test_uri, "dropped_rows": {"uri": dropped}}
+                  "test_uri": spec.test_uri, "dropped_rows": {"uri": hygiene.dropped},
+                  "row_hygiene": {"uri": hygiene.as_dict()}}
     test_rows = None
     if spec.test_uri:
-        test_rows, dropped_test = _labelled_rows(spec.test_uri, spec, "data.source.test_uri")
-        info["dropped_rows"]["test_uri"] = dropped_test
+        test_rows, test_hygiene = _labelled_rows(spec.test_uri, spec, "data.source.test_uri")
+        info["dropped_rows"]["test_uri"] = test_hygiene.dropped
+        info["row_hygiene"]["test_uri"] = test_hygiene.as_dict()
     index = _label_index(rows, test_rows or [], spec)
     if test_rows is None:
         train, test = stratified_split(_indexed(rows, index), spec.test_fraction, spec.seed,
@@ -154,20 +158,55 @@ def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
         label_names=names,
         reviews={split: table.num_rows for split, table in tables.items()},
         label_counts={split: _label_counts(table, names) for split, table in tables.items()},
-        empty_reviews={split: sum(not t.strip() for t in table["text"].to_pylist())
-                       for split, table in tables.items()},
+        empty_reviews=dict.fromkeys(tables, 0),  # blank texts were dropped above
         non_utf8_reviews=dict.fromkeys(tables, 0),  # table files must be UTF-8: invalid bytes are an error
     )
     return tables, info
 
 
-def _labelled_rows(uri: str, spec: SourceSpec, key: str) -> tuple[list[tuple[int, str, object]], int]:
-    """Read (row number, text, raw label) rows from a table file; return them and the count dropped."""
+@dataclass
+class RowHygiene:
+    """What reading one table file dropped or changed, by reason."""
+
+    rows: int = 0
+    missing_text: int = 0
+    missing_label: int = 0
+    labels_stripped: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.missing_text + self.missing_label
+
+    def as_dict(self) -> dict[str, int]:
+        return {"rows": self.rows, "missing_text": self.missing_text, "missing_label": self.missing_label,
+                "labels_stripped": self.labels_stripped}
+
+
+def _labelled_rows(uri: str, spec: SourceSpec, key: str) -> tuple[list[tuple[int, str, object]], RowHygiene]:
+    """(row number, text, label) rows of a table file, labels stripped; blank or missing values dropped."""
     table = _read_table_file(Path(uri), spec, key)
     texts = table.column(spec.text_column).cast(pa.string()).to_pylist()
     labels = table.column(spec.label_column).to_pylist()
-    rows = [(i, t, y) for i, (t, y) in enumerate(zip(texts, labels, strict=True)) if None not in (t, y)]
-    return rows, len(texts) - len(rows)
+    hygiene = RowHygiene(rows=len(texts))
+    rows = []
+    for number, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if isinstance(label, str) and label != label.strip():
+            label = label.strip()
+            hygiene.labels_stripped += 1
+        if text is None or not text.strip():
+            hygiene.missing_text += 1
+        elif label is None or label == "":
+            hygiene.missing_label += 1
+        else:
+            rows.append((number, text, label))
+    if not rows:
+        raise DataSourceError(
+            f"{key} = {uri!r}: no row has both a text ({spec.text_column!r}) and a label "
+            f"({spec.label_column!r}): of {hygiene.rows} rows, {hygiene.missing_text} have a missing or "
+            f"blank text and {hygiene.missing_label} a missing label. "
+            "Check data.source.text_column / label_column."
+        )
+    return rows, hygiene
 
 
 def _read_table_file(path: Path, spec: SourceSpec, key: str) -> pa.Table:
@@ -196,7 +235,12 @@ def _read_table_file(path: Path, spec: SourceSpec, key: str) -> pa.Table:
 
 def _label_index(rows: list, test_rows: list, spec: SourceSpec) -> dict:
     """Map the sorted distinct labels of `rows` (before any split) to 0..K-1; refuse test labels not there."""
-    names = sorted({label for *_, label in rows})
+    counts = Counter(label for *_, label in rows)
+    names = sorted(counts)
+    if len(names) < 2:
+        found = ", ".join(f"{name!r}: {n} rows" for name, n in counts.items())
+        raise DataSourceError(f"{spec.uri}: column {spec.label_column!r} has {len(names)} class ({found}); "
+                              "a classifier needs at least two. Is data.source.label_column right?")
     if len(names) > _MAX_CLASSES:
         raise DataSourceError(f"{spec.uri}: column {spec.label_column!r} has {len(names)} distinct labels, "
                               f"more than {_MAX_CLASSES}. Is data.source.label_column right?")

@@ -62,7 +62,24 @@ def download(cfg: DictConfig) -> dict[str, Any]:
         for split, table in tables.items():
             write_split_table(out, split, table)
         write_json(out / "source.json", info)
-    return {"source": info["uri"], **{split: table.num_rows for split, table in tables.items()}}
+    facts = {"source": info["uri"], **{split: table.num_rows for split, table in tables.items()}}
+    return {**facts, **row_hygiene_facts(info)}
+
+
+def row_hygiene_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """The download summary's account of rows a table source dropped or changed (nothing for IMDB)."""
+    counts = list(info.get("row_hygiene", {}).values())
+    if not counts:
+        return {}
+    total = {key: sum(c[key] for c in counts) for key in ("missing_text", "missing_label", "labels_stripped")}
+    classes = {name: sum(split.get(name, 0) for split in info["label_counts"].values())
+               for name in info["label_names"]}
+    return {
+        "dropped": f"{total['missing_text'] + total['missing_label']}(missing_text={total['missing_text']},"
+                   f"missing_label={total['missing_label']})",
+        "labels_stripped": total["labels_stripped"],
+        "classes": ",".join(f"{name}:{n}" for name, n in classes.items()),
+    }
 
 
 def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,7 +110,7 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 "oov_rate": Vocabulary.oov_share(flat),
                 "empty_reviews": lengths["empty"],
                 "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
-                "label_counts": np.bincount(table.column("label").to_numpy()).tolist(),
+                "label_counts": class_counts(table, source["label_names"]),
             }
         meta = {
             "label_names": source["label_names"],
@@ -108,6 +125,12 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
     }
     return metrics, facts
+
+
+def class_counts(table: Any, label_names: list[str]) -> dict[str, int]:
+    """Rows per class name (a DVC metric of the prepare stage, per split)."""
+    counts = np.bincount(table.column("label").to_numpy(), minlength=len(label_names)).tolist()
+    return dict(zip(label_names, counts, strict=True))
 
 
 def data_dir(cfg: DictConfig) -> Path:
