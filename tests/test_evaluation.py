@@ -27,6 +27,7 @@ from rnnlab.evaluation import (
     metrics_report,
     mlflow_metrics,
     plot_tables,
+    quantile_edges,
     thin,
 )
 from synthetic import run_stage, run_train, tiny_overrides
@@ -68,6 +69,20 @@ def test_binary_metrics_match_a_hand_count():
         ">400": {"acc": 0.0, "n": 1},
     }
     assert json.loads(json.dumps(report))["n"] == 8  # plain JSON, no tensors
+
+
+def test_positive_label_chooses_the_scored_class():
+    """With class 0 positive, the same predictions swap TP/TN and FP/FN; accuracy and AUROC stay."""
+    result = evaluate(binary_case(), positive=0)
+    tp, fn, fp, tn = 2, 2, 1, 3  # positive = label 0: rows 4, 5 found; rows 3, 7 missed; row 2 wrongly 0
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    assert result.scores["precision"] == pytest.approx(precision)
+    assert result.scores["recall"] == pytest.approx(recall)
+    assert result.scores["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert result.scores["acc"] == pytest.approx((tp + tn) / 8)
+    assert result.scores["auroc"] == pytest.approx(14 / 16)
+    assert result.predicted.tolist() == [1, 1, 0, 1, 0, 0, 1, 1]  # class indices, whichever is positive
+    assert result.confusion.tolist() == [[2, 2], [1, 3]]
 
 
 def test_curves_and_tables():
@@ -236,3 +251,11 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, project_root, data, capsy
     message = capsys.readouterr().err
     assert f"{tmp_path}/models_dir/lstm/checkpoints/best.ckpt is missing" in message
     assert "run `dvc repro train@lstm` first" in message and not (tmp_path / "reports_dir").exists()
+
+
+def test_default_buckets_are_the_train_quartiles():
+    counts = np.arange(1, 101)  # 1..100 tokens: quartiles 25.75, 50.5, 75.25
+    assert quantile_edges(counts) == [26, 50, 75]
+    assert quantile_edges(np.full(40, 7)) == [7]  # one length: one edge, buckets <=7 and >7
+    with pytest.raises(ConfigError, match="training split is empty"):
+        quantile_edges(np.array([], dtype=np.int64))

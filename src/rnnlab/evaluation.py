@@ -1,6 +1,7 @@
 """Test-set evaluation of a classifier: predictions, torchmetrics scores, curves, accuracy by review length.
 
-Binary tasks score the probability of class 1 (predicted 1 when it is above 0.5, as torchmetrics does);
+Binary tasks score the probability of the positive class (`data.positive_label`; predicted when above 0.5,
+as torchmetrics does);
 multiclass tasks predict the argmax, average precision/recall/F1/AUROC over classes (macro) and draw
 micro-averaged one-vs-rest curves, so the curve files have the same columns for every task.
 """
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from rnnlab.errors import ConfigError
 
 DEFAULT_LENGTH_BUCKETS = (100, 200, 400)  # token counts before truncation: <=100, 101-200, 201-400, >400
+LENGTH_QUANTILES = (0.25, 0.5, 0.75)  # eval.length_buckets: null cuts the test set at the train quartiles
 MAX_CURVE_POINTS = 300  # ROC and precision-recall points kept for the plot files
 
 
@@ -84,6 +86,16 @@ def check_bucket_edges(edges: Any) -> list[int]:
     return values
 
 
+def quantile_edges(token_counts: np.ndarray, quantiles: Sequence[float] = LENGTH_QUANTILES) -> list[int]:
+    """Bucket edges at the `quantiles` of the training texts' token counts (the default of
+    `eval.length_buckets`): equal-sized buckets whatever the data's lengths. Repeated or zero edges go."""
+    counts = np.asarray(token_counts)
+    if not len(counts):
+        raise ConfigError("the training split is empty: no length quantiles for eval.length_buckets")
+    edges = sorted({int(round(q)) for q in np.quantile(counts, quantiles)} - {0})
+    return edges or [max(int(counts.max()), 1)]
+
+
 def bucket_names(edges: Sequence[int]) -> list[str]:
     """`[100, 200, 400]` -> `["<=100", "101-200", "201-400", ">400"]`."""
     edges = check_bucket_edges(edges)
@@ -110,15 +122,22 @@ def thin(curve: Sequence[np.ndarray], max_points: int = MAX_CURVE_POINTS) -> tup
     return tuple(np.asarray(c)[keep] for c in curve)
 
 
-def evaluate(preds: Predictions, edges: Sequence[int] = DEFAULT_LENGTH_BUCKETS) -> Evaluation:
-    """Scores, confusion matrix, thinned ROC/PR curves and accuracy per length bucket of `preds`."""
+def evaluate(
+    preds: Predictions, edges: Sequence[int] = DEFAULT_LENGTH_BUCKETS, positive: int = 1
+) -> Evaluation:
+    """Scores, confusion matrix, thinned ROC/PR curves and accuracy per length bucket of `preds`.
+
+    Binary scores (precision, recall, F1, the curves) treat class `positive` as the positive one.
+    """
     probs, labels = preds.probs, preds.labels.long()
     num_classes = probs.shape[1]
     if num_classes < 2:
         raise ConfigError(f"evaluation needs at least 2 classes; the model has {num_classes}")
     binary = num_classes == 2
-    scores = probs[:, 1] if binary else probs
-    predicted = (scores > 0.5).long() if binary else probs.argmax(-1)
+    scores = probs[:, positive] if binary else probs
+    target = (labels == positive).long() if binary else labels
+    predicted = torch.where(scores > 0.5, positive, 1 - positive) if binary else probs.argmax(-1)
+    hit = (predicted == positive).long() if binary else predicted
     task: dict[str, Any] = {"task": "binary"}
     if not binary:
         task = {"task": "multiclass", "num_classes": num_classes}
@@ -126,20 +145,20 @@ def evaluate(preds: Predictions, edges: Sequence[int] = DEFAULT_LENGTH_BUCKETS) 
     curves = {} if binary else {"num_classes": num_classes, "average": "micro"}
     roc_curve = tmf.binary_roc if binary else tmf.multiclass_roc
     pr_curve = tmf.binary_precision_recall_curve if binary else tmf.multiclass_precision_recall_curve
-    fpr, tpr, _ = roc_curve(scores, labels, **curves)
-    precision, recall, _ = pr_curve(scores, labels, **curves)
+    fpr, tpr, _ = roc_curve(scores, target, **curves)
+    precision, recall, _ = pr_curve(scores, target, **curves)
     values = {
-        "acc": tmf.accuracy(predicted, labels, **task),
-        "precision": tmf.precision(predicted, labels, **averaged),
-        "recall": tmf.recall(predicted, labels, **averaged),
-        "f1": tmf.f1_score(predicted, labels, **averaged),
-        "auroc": tmf.auroc(scores, labels, **averaged),
+        "acc": tmf.accuracy(hit, target, **task),
+        "precision": tmf.precision(hit, target, **averaged),
+        "recall": tmf.recall(hit, target, **averaged),
+        "f1": tmf.f1_score(hit, target, **averaged),
+        "auroc": tmf.auroc(scores, target, **averaged),
         "loss": nn.functional.nll_loss(probs.clamp_min(torch.finfo(probs.dtype).tiny).log(), labels),
     }
     return Evaluation(
         scores={key: float(value) for key, value in values.items()},
         n=len(labels),
-        confusion=tmf.confusion_matrix(predicted, labels, **task),
+        confusion=tmf.confusion_matrix(predicted, labels, task="multiclass", num_classes=num_classes),
         roc=thin((fpr.numpy(), tpr.numpy())),
         pr=thin((recall.numpy(), precision.numpy())),
         buckets=length_buckets(predicted == labels, preds.token_counts, edges),

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
 from rnnlab.diagnostics import clipping, plots
 from rnnlab.diagnostics.gradient_flow import (
@@ -163,7 +163,7 @@ class GradientFlowMonitor(DiagnosticMonitor):
         if self.batch is None:
             self.batch = self.batch_source.batch(self.steps)
             if self.batch.note:
-                rank_zero_warn(f"GradientFlowMonitor: {self.batch.note}")
+                rank_zero_info(f"GradientFlowMonitor: {self.batch.note}")  # short data: expected
         flow = gradient_flow(pl_module, self.batch.ids, self.batch.lengths, self.batch.labels)
         self.rows += flow.rows(label)
         used, ratio = flow.ratio(self.distance)

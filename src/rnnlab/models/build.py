@@ -30,7 +30,8 @@ def encoder_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_classifier(
-    model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path
+    model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path,
+    positive_index: int = 1,
 ) -> tuple[SequenceClassifier, float | None]:
     """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors)."""
     vocab = Vocabulary.load(vocab_path)
@@ -40,6 +41,7 @@ def build_classifier(
         encoder_args(model_cfg),
         **optim,
         head_dropout=model_cfg["head_dropout"],
+        positive_index=positive_index,
     )
     if not model_cfg.get("pretrained_embeddings"):
         return model, None

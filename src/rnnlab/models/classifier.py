@@ -40,6 +40,7 @@ class SequenceClassifier(RecurrentTaskModule):
         head_dropout: float = 0.0,
         monitor: str = "val/acc",
         mode: str = "max",
+        positive_index: int = 1,
     ) -> None:
         super().__init__()
         check_optim(scheduler, mode)
@@ -57,13 +58,17 @@ class SequenceClassifier(RecurrentTaskModule):
 
     def _scores(self, logits: torch.Tensor) -> torch.Tensor:
         probs = logits.softmax(-1)
-        return probs[:, 1] if self.hparams.num_classes == 2 else probs
+        return probs[:, self.hparams.positive_index] if self.hparams.num_classes == 2 else probs
+
+    def _targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """Binary metrics score `positive_index` as class 1; multiclass labels stay as they are."""
+        return (labels == self.hparams.positive_index).long() if self.hparams.num_classes == 2 else labels
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str, metrics: torchmetrics.MetricCollection):
         logits = self(batch["ids"], batch["lengths"])
         loss = self.loss(logits, batch["labels"])
         size = len(batch["labels"])
-        metrics.update(self._scores(logits.detach()), batch["labels"])
+        metrics.update(self._scores(logits.detach()), self._targets(batch["labels"]))
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size)
         return loss

@@ -19,12 +19,12 @@ from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.encode import token_length_stats
 from rnnlab.data.sources import acquire
 from rnnlab.data.splits import stratified_split
-from rnnlab.data.store import read_split_table, token_id_table, write_split_table
+from rnnlab.data.store import EncodedSplit, read_split_table, token_id_table, write_split_table
 from rnnlab.data.tokenize import TokenizerConfig, tokenize
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.diagnostics.callbacks import GradientFlowMonitor
 from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
-from rnnlab.errors import LayoutError
+from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.build import build_classifier
 from rnnlab.models.classifier import SequenceClassifier
@@ -115,6 +115,7 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         meta = {
             "label_names": source["label_names"],
             "num_classes": len(source["label_names"]),
+            "positive_label": positive_label(cfg.data.get("positive_label"), source["label_names"]),
             "vocab_size": len(vocab),
             "tokenizer": section(cfg, "data.tokenizer"),
         }
@@ -125,6 +126,27 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
     }
     return metrics, facts
+
+
+def positive_label(configured: str | None, label_names: list[str]) -> str | None:
+    """The class binary metrics score (`data.positive_label`, default the label sorting last); None with
+    more than two classes (macro averages)."""
+    if len(label_names) != 2:
+        return None
+    if configured is None:
+        return label_names[-1]
+    if str(configured) not in label_names:
+        raise ConfigError(
+            f"data.positive_label={configured!r} is not a label of this data; choose one of: "
+            f"{', '.join(label_names)}"
+        )
+    return str(configured)
+
+
+def positive_index(meta: dict[str, Any]) -> int:
+    """The index of the positive class in the encoded data's meta.json (1 for data prepared before it)."""
+    label = meta.get("positive_label")
+    return meta["label_names"].index(label) if label is not None else 1
 
 
 def class_counts(table: Any, label_names: list[str]) -> dict[str, int]:
@@ -143,7 +165,9 @@ def datamodule(cfg: DictConfig) -> SequenceDataModule:
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
-    model, coverage = build_classifier(model_cfg, optim_args(cfg), data.num_classes, vocab_path)
+    model, coverage = build_classifier(
+        model_cfg, optim_args(cfg), data.num_classes, vocab_path, positive_index(data.meta)
+    )
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
     params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
     return Built(model, params, metrics)
@@ -175,19 +199,27 @@ def evaluate(
 ) -> Evaluated:
     """Test-set scores, accuracy per review-length bucket, and their plots (CSV for DVC, PNG)."""
     check_compatible(model, data.meta, name)
-    edges = evaluation.check_bucket_edges(
-        OmegaConf.select(cfg, "eval.length_buckets", default=evaluation.DEFAULT_LENGTH_BUCKETS)
-    )
+    edges = length_bucket_edges(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = evaluation.evaluate(evaluation.predict(model, data.test_dataloader(), device), edges)
+    positive = positive_index(data.meta)
+    result = evaluation.evaluate(evaluation.predict(model, data.test_dataloader(), device), edges, positive)
     label_names = data.meta.get("label_names") or [str(i) for i in range(data.num_classes)]
-    report = evaluation.metrics_report(result)
+    report = {**evaluation.metrics_report(result), "positive_label": data.meta.get("positive_label")}
     write_json(folder / "metrics.json", report)
     write_plots(result, label_names, folder / "plots", name)
     scores = result.scores
     facts = {key: f"{scores[key]:.4f}" for key in ("acc", "f1", "auroc")}
+    facts["f1_of"] = label_names[positive] if data.num_classes == 2 else "macro"
     facts.update({f"len{b.name}": "n/a" if b.acc is None else f"{b.acc:.4f}" for b in result.buckets})
     return Evaluated(report, evaluation.mlflow_metrics(result), facts)
+
+
+def length_bucket_edges(cfg: DictConfig) -> list[int]:
+    """`eval.length_buckets`, or (null) the quartiles of the training texts' token counts."""
+    configured = OmegaConf.select(cfg, "eval.length_buckets", default=None)
+    if configured is not None:
+        return evaluation.check_bucket_edges(configured)
+    return evaluation.quantile_edges(EncodedSplit.load(data_dir(cfg) / "train").token_counts)
 
 
 def check_compatible(model: SequenceClassifier, meta: dict[str, Any], name: str) -> None:
