@@ -87,15 +87,9 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Returns the DVC metrics (data statistics) and the summary line's facts.
     """
-    tokenizer = TokenizerConfig(**section(cfg, "data.tokenizer"))
-    raw = resolve_path(cfg.paths.raw_dir)
-    source = read_json(raw / "source.json")
-    train, val = stratified_split(
-        read_split_table(raw, "train"), cfg.data.split.val_fraction, cfg.data.split.seed,
-        key="data.split.val_fraction",
-    )
-    tables = {"train": train, "val": val, "test": read_split_table(raw, "test")}
-    tokens = {split: tokenize(table.column("text"), tokenizer) for split, table in tables.items()}
+    source = read_json(resolve_path(cfg.paths.raw_dir) / "source.json")
+    tables = labelled_splits(cfg)
+    tokens = tokenized(cfg, tables)
     vocab = Vocabulary.build(tokens["train"], cfg.data.vocab.max_size, cfg.data.vocab.min_freq)
     metrics: dict[str, Any] = {"vocab_size": len(vocab), "splits": {}}
     with atomic_dir(resolve_path(cfg.paths.prepared_dir)) as out:
@@ -126,6 +120,22 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
     }
     return metrics, facts
+
+
+def labelled_splits(cfg: DictConfig) -> dict[str, Any]:
+    """The raw train/val/test tables: validation carved from train, stratified and seeded (`data.split`)."""
+    raw = resolve_path(cfg.paths.raw_dir)
+    train, val = stratified_split(
+        read_split_table(raw, "train"), cfg.data.split.val_fraction, cfg.data.split.seed,
+        key="data.split.val_fraction",
+    )
+    return {"train": train, "val": val, "test": read_split_table(raw, "test")}
+
+
+def tokenized(cfg: DictConfig, tables: dict[str, Any]) -> dict[str, Any]:
+    """Each split's texts as token lists (`data.tokenizer`)."""
+    tokenizer = TokenizerConfig(**section(cfg, "data.tokenizer"))
+    return {split: tokenize(table.column("text"), tokenizer) for split, table in tables.items()}
 
 
 def positive_label(configured: str | None, label_names: list[str]) -> str | None:
@@ -214,12 +224,15 @@ def evaluate(
     return Evaluated(report, evaluation.mlflow_metrics(result), facts)
 
 
-def length_bucket_edges(cfg: DictConfig) -> list[int]:
-    """`eval.length_buckets`, or (null) the quartiles of the training texts' token counts."""
+def length_bucket_edges(cfg: DictConfig, train_token_counts: np.ndarray | None = None) -> list[int]:
+    """`eval.length_buckets`, or (null) the quartiles of the training texts' token counts (read from the
+    encoded data unless given)."""
     configured = OmegaConf.select(cfg, "eval.length_buckets", default=None)
     if configured is not None:
         return evaluation.check_bucket_edges(configured)
-    return evaluation.quantile_edges(EncodedSplit.load(data_dir(cfg) / "train").token_counts)
+    if train_token_counts is None:
+        train_token_counts = EncodedSplit.load(data_dir(cfg) / "train").token_counts
+    return evaluation.quantile_edges(train_token_counts)
 
 
 def check_compatible(model: SequenceClassifier, meta: dict[str, Any], name: str) -> None:
