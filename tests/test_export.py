@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from rnnlab.export import (
 )
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.classifier import SequenceClassifier
-from synthetic import MAX_LEN, VOCAB_SIZE, run_stage, run_train, tiny_overrides
+from synthetic import MAX_LEN, VOCAB_SIZE, clean_env, run_stage, run_train, tiny_overrides
 
 # Each cell with a different pooling, so every padding-aware path is traced once.
 CELLS = {
@@ -212,12 +214,17 @@ def trained(tmp_path_factory, project_root, data) -> tuple[Path, list[str]]:
 
 
 def test_export_stage_writes_a_checked_export(trained, project_root, data):
+    """Run under umask 027: the folder and its files get 0750/0640, like any new file (not tempfile's 0700)."""
     work, args = trained
     folder = work / "models" / "gru" / "export"
     folder.mkdir()
     (folder / "stale.onnx").write_text("from an older checkpoint")
-    done = run_export(project_root, args)
+    done = subprocess.run([sys.executable, "pipelines/export.py", *args], cwd=project_root, env=clean_env(),
+                          umask=0o027, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx", "model.pt"]
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in [folder, *folder.iterdir()]}
+    assert modes == {"export": "0o750", "export.json": "0o640", "model.onnx": "0o640", "model.pt": "0o640"}
     info = read_json(folder / "export.json")
     assert info["input_names"] == ["ids", "lengths"] and info["output_names"] == ["probs"]
     assert info["label_names"] == ["neg", "pos"] and info["vocab_size"] == VOCAB_SIZE

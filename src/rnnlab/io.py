@@ -1,4 +1,8 @@
-"""Atomic file and folder writes: a failed stage never leaves an output that looks valid."""
+"""Atomic file and folder writes: a failed stage never leaves an output that looks valid.
+
+What they write gets the mode any new file or folder gets under the user's umask (0644/0755 under 022),
+not the owner-only mode `tempfile` gives its files (0600/0700).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,32 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read from /proc/self/status where Linux shows it (no change, no race).
+
+    Elsewhere it is set and restored under a lock, with 0o077 in between: a file another thread creates
+    in that instant is private rather than public.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -23,6 +49,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        tmp.chmod(0o777 & ~current_umask())
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -47,6 +74,7 @@ def atomic_file(target: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
     try:
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
+        tmp.chmod(0o666 & ~current_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
