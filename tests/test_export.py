@@ -214,7 +214,7 @@ def trained(tmp_path_factory, project_root, data) -> tuple[Path, list[str]]:
 
 
 def test_export_stage_writes_a_checked_export(trained, project_root, data):
-    """Run under umask 027: the folder and its files get 0750/0640, like any new file (not tempfile's 0700)."""
+    """Under umask 027 the folder and its files get 0750/0640, like any new file (not tempfile's 0700)."""
     work, args = trained
     folder = work / "models" / "gru" / "export"
     folder.mkdir()
