@@ -39,12 +39,25 @@ def expected_mode(path: Path, umask: int) -> int:
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077], ids=oct)
 def test_written_files_and_folders_follow_the_umask(tmp_path, umask):
-    done = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path)], umask=umask,
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        umask=umask,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     result = json.loads(done.stdout)
     assert result["umask"] == umask
-    names = ["export", "export/export.json", "export/model.onnx", "plot.png", "reports", "reports/train",
-             "reports/train/gru.json"]
+    names = [
+        "export",
+        "export/export.json",
+        "export/model.onnx",
+        "plot.png",
+        "reports",
+        "reports/train",
+        "reports/train/gru.json",
+    ]
     assert sorted(result["modes"]) == names  # no temporary files or folders left
     for name, mode in result["modes"].items():
         assert mode == expected_mode(tmp_path / name, umask), (name, oct(mode))
