@@ -1,5 +1,5 @@
 """Serving on raw text: preprocessing parity with the data stages, ONNX Runtime, the MLflow pyfunc, the
-register stage, `mlflow models serve` over HTTP and `rnnlab predict`."""
+register stage, `rnnlab serve` over HTTP (every rejected payload, the limits) and `rnnlab predict`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -32,9 +33,9 @@ from rnnlab.data.encode import pad_and_truncate
 from rnnlab.data.store import EncodedSplit, ragged_ids, read_split_table
 from rnnlab.errors import RnnlabError
 from rnnlab.export import export_onnx
-from rnnlab.io import write_json
+from rnnlab.io import current_umask, write_json
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.serving import MAX_CHARS, OnnxSentimentModel, TextEncoder
+from rnnlab.serving import MAX_CHARS, OnnxSentimentModel, TextEncoder, log_text_model
 from synthetic import clean_env
 
 MAX_LEN = 8
@@ -49,7 +50,9 @@ NEGATIVE = ["A terrible film, I hated it!", "Boring plot<br />and awful acting."
 REVIEWS = ["This film was a masterpiece", "GREAT <i>acting</i>, awful plot!!!", "", "   ",
            "an unseen word: zyzzyva", "I didn't expect a boring, terrible, awful, dull, long, slow film",
            "Café au lait? Lovely.", "ünïcode façade 2024 great, great, GREAT and great again"]
+TEXTS = [text for text in REVIEWS if text.strip()]  # what a prediction may be asked for
 CHAMPION = "imdb-sentiment"
+SERVE_LIMITS = {"max_texts": 300, "max_bytes": 2_000_000}  # small enough to test, over one 256-text chunk
 
 
 def run_script(project_root: Path, args: list[str], env: dict | None = None, expect_rc: int = 0):
@@ -178,10 +181,15 @@ def test_onnx_model_matches_pytorch_in_batches(files, tiny_model):
         expected = tiny_model(torch.from_numpy(ids), torch.from_numpy(lengths)).softmax(-1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert len(set(np.round(probs[:, 1], 6))) > 4  # the texts matter: not one constant answer
-    rows = model.predict(REVIEWS)
-    assert [r["label"] for r in rows] == [("neg", "pos")[k] for k in probs.argmax(1)]
-    assert [r["probability"] for r in rows] == pytest.approx(probs.max(1).tolist())
+    rows = model.predict(TEXTS)
+    kept = [i for i, text in enumerate(REVIEWS) if text.strip()]
+    assert [r["label"] for r in rows] == [("neg", "pos")[k] for k in probs[kept].argmax(1)]
+    assert [r["probability"] for r in rows] == pytest.approx(probs[kept].max(1).tolist())
     assert model.predict([]) == []
+    for texts, message in (([*TEXTS, ""], f"text at position {len(TEXTS)} is empty"),
+                           ([" \n\t"], "text at position 0 is blank (whitespace only)")):
+        with pytest.raises(RnnlabError, match=re.escape(message)):
+            model.predict(texts)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -257,10 +265,19 @@ def test_register_needs_a_scored_training_report(tmp_path, project_root):
         stage.best_report(tmp_path)
 
 
+def test_register_outputs_follow_the_umask(stages, registered):
+    """Stage outputs renamed into place from temporary files and folders get the umask's modes."""
+    umask = current_umask()
+    paths = [registered["root"] / "reports" / "register.json", stages / "prepared", stages / "encoded"]
+    paths += [*(stages / "prepared").iterdir(), *(stages / "encoded").rglob("*")]
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in paths}
+    assert modes == {path: (0o777 if path.is_dir() else 0o666) & ~umask for path in paths}
+
+
 def test_pyfunc_on_raw_text(registered, onnx_model):
     pyfunc = mlflow.pyfunc.load_model(str(champion_dir(registered["uri"])))
-    expected = pd.DataFrame(onnx_model.predict(REVIEWS))
-    for model_input in (REVIEWS, pd.Series(REVIEWS), pd.DataFrame({"text": REVIEWS, "id": range(8)})):
+    expected = pd.DataFrame(onnx_model.predict(TEXTS))
+    for model_input in (TEXTS, pd.Series(TEXTS), pd.DataFrame({"text": TEXTS, "id": range(len(TEXTS))})):
         got = pyfunc.predict(model_input)
         assert list(got.columns) == ["label", "probability"]
         pd.testing.assert_frame_equal(got, expected, atol=1e-6)
@@ -268,11 +285,42 @@ def test_pyfunc_on_raw_text(registered, onnx_model):
         pyfunc.predict(pd.DataFrame({"review": ["great"]}))
     with pytest.raises(MlflowException, match="text at position 1 is missing"):
         pyfunc.predict(pd.DataFrame({"text": ["great", None]}))
+    with pytest.raises(MlflowException, match="text at position 1 is empty"):
+        pyfunc.predict(["great", ""])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def review_model(registered, files) -> tuple[str, Path]:
+    """The same model logged for a table whose text column is `review` (data.source.text_column): its run
+    and its folder in the store."""
+    client = mlflow.MlflowClient(tracking_uri=registered["uri"])
+    run_id = client.create_run(client.get_experiment_by_name("imdb").experiment_id).info.run_id
+    info = log_text_model(run_id, files["model"].parent, files["vocab"], files["meta"], registered["uri"],
+                          text_column="review")
+    return run_id, Path(urlparse(client.get_logged_model(info.model_id).artifact_location).path)
+
+
+def test_a_table_may_name_its_text_column_as_in_training(registered, review_model, onnx_model, tmp_path,
+                                                         project_root):
+    run_id, folder = review_model
+    pyfunc = mlflow.pyfunc.load_model(str(folder))
+    expected = pd.DataFrame(onnx_model.predict(TEXTS))
+    for column in ("review", "text"):
+        pd.testing.assert_frame_equal(pyfunc.predict(pd.DataFrame({column: TEXTS})), expected, atol=1e-6)
+    with pytest.raises(MlflowException, match=r"no 'text' or 'review' column \(columns found: body\)"):
+        pyfunc.predict(pd.DataFrame({"body": TEXTS}))
+    # rnnlab predict reads the same column from a table file.
+    pd.DataFrame({"id": range(len(TEXTS)), "review": TEXTS}).to_csv(tmp_path / "reviews.csv", index=False)
+    done = run_script(project_root, ["-m", "rnnlab.cli", "predict", "--model", f"runs:/{run_id}/model",
+                                     "--tracking-uri",
+                                     registered["uri"], "--file", str(tmp_path / "reviews.csv")])
+    assert [line.split()[0] for line in done.stdout.splitlines()] == list(expected["label"])
+
+
+@pytest.fixture(scope="module")
 def server(registered) -> str:
-    """`mlflow models serve` on the champion; its whole process group is killed at teardown."""
+    """`rnnlab serve` as the README runs it, on the champion, with small limits; its whole process group is
+    killed at teardown."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -282,8 +330,9 @@ def server(registered) -> str:
                     PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{CHAMPION}@champion",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "rnnlab.cli", "serve", "--model", f"models:/{CHAMPION}@champion",
+             "--port", str(port), "--max-texts", str(SERVE_LIMITS["max_texts"]),
+             "--max-bytes", str(SERVE_LIMITS["max_bytes"])],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -310,40 +359,108 @@ def _pings(url: str) -> bool:
         return False
 
 
-def test_serving_round_trip(server, onnx_model):
-    def invoke(payload: dict) -> requests.Response:
-        return requests.post(f"{server}/invocations", json=payload, timeout=60)
+def invoke(url: str, payload: object, **kwargs) -> requests.Response:
+    if isinstance(payload, dict):
+        return requests.post(f"{url}/invocations", json=payload, timeout=60, **kwargs)
+    return requests.post(f"{url}/invocations", data=payload, timeout=60, **kwargs)
 
-    expected = onnx_model.predict(REVIEWS)
-    split = invoke({"dataframe_split": {"columns": ["text"], "data": [[text] for text in REVIEWS]}})
-    listed = invoke({"inputs": REVIEWS})
-    for answer in (split, listed):
-        assert answer.status_code == 200, answer.text
+
+def test_serving_round_trip(server, onnx_model):
+    expected = onnx_model.predict(TEXTS)
+    records = [{"id": i, "text": text} for i, text in enumerate(TEXTS)]
+    csv = pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS}).to_csv(index=False)
+    answers = {
+        "inputs": invoke(server, {"inputs": TEXTS}),
+        "instances": invoke(server, {"instances": TEXTS}),
+        "inputs records": invoke(server, {"inputs": records}),
+        "dataframe_records": invoke(server, {"dataframe_records": records}),
+        "dataframe_split": invoke(server, {"dataframe_split": {
+            "columns": ["id", "text"], "data": [[r["id"], r["text"]] for r in records]}}),
+        "csv": invoke(server, csv.encode(), headers={"Content-Type": "text/csv"}),
+    }
+    for case, answer in answers.items():
+        assert answer.status_code == 200, (case, answer.text)
         got = answer.json()["predictions"]
-        assert [row["label"] for row in got] == [row["label"] for row in expected]
+        assert [row["label"] for row in got] == [row["label"] for row in expected], case
         assert [row["probability"] for row in got] == pytest.approx([row["probability"] for row in expected])
 
     huge = "boring " * 150_000 + "a great film"  # ~1 MB: clipped to MAX_CHARS before tokenizing
-    answer = invoke({"inputs": [huge]})
+    answer = invoke(server, {"inputs": [huge, *TEXTS]})  # MLflow alone built a 1 MB-wide numpy array here
     assert answer.status_code == 200 and answer.json()["predictions"][0]["probability"] == pytest.approx(
         onnx_model.predict([huge])[0]["probability"])
-    # MLflow's JSON parser casts values to the signature's string type: 1 -> "1" (a defined answer).
-    numbers = invoke({"inputs": [1, 2]})
-    assert numbers.status_code == 200
-    assert [row["probability"] for row in numbers.json()["predictions"]] == pytest.approx(
-        [row["probability"] for row in onnx_model.predict(["1", "2"])])
 
-    refused = {
-        "empty list": ({"inputs": []}, "missing inputs"),
-        "non-strings": ({"dataframe_split": {"columns": ["text"], "data": [[1.5], [None]]}}, "not a string"),
-        "missing field": ({"dataframe_split": {"columns": ["review"], "data": [["great"]]}},
-                          "no 'text' column (columns found: review)"),
-        "no input key": ({"texts": REVIEWS}, "exactly one of the input fields"),
-    }
-    for case, (payload, message) in refused.items():
-        answer = invoke(payload)
-        assert answer.status_code == 400 and message in answer.json()["message"], (case, answer.text)
+
+def parquet_body(column: pa.Array) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": column}), sink)
+    return sink.getvalue().to_pybytes()
+
+
+# Every payload the README says is refused, with the message it gets (HTTP 400).
+REFUSED = {
+    "null, number, bool": ({"inputs": [None, 1, True]}, "text at position 0 is missing (None)"),
+    "number": ({"inputs": ["fine", 1]}, "text at position 1 is int (1), not a string"),
+    "bool": ({"inputs": ["fine", True]}, "text at position 1 is bool (True), not a string"),
+    "nested list": ({"inputs": [["a", "b"]]}, "text at position 0 is list (['a', 'b']), not a string"),
+    "one string": ({"inputs": "fine"}, "inputs must be a list of texts, got str"),
+    "inputs records": ({"inputs": [{"text": "a"}, {"text": 2}]}, "text at position 1 is int (2)"),
+    "instances": ({"instances": ["fine", 2.5]}, "text at position 1 is float (2.5), not a string"),
+    "instances records": ({"instances": [{"text": None}]}, "text at position 0 is missing (None)"),
+    "records": ({"dataframe_records": [{"text": "a"}, {"text": {"b": 1}}]}, "text at position 1 is dict"),
+    "records without text": ({"dataframe_records": [{"text": "a"}, {"id": 1}]},
+                             "text at position 1 is missing (None)"),
+    "split": ({"dataframe_split": {"columns": ["text"], "data": [["a"], [1.5]]}},
+              "text at position 1 is float (1.5), not a string"),
+    "split null": ({"dataframe_split": {"columns": ["id", "text"], "data": [[1, "a"], [2, None]]}},
+                   "text at position 1 is missing (None)"),
+    "split ragged": ({"dataframe_split": {"columns": ["text"], "data": [["a"], ["b", "c"]]}},
+                     "dataframe_split row 1 must be a list of 1 value(s)"),
+    "csv empty cell": (b"id,text\n1,fine\n2,\n", "text at position 1 is empty"),
+    "parquet number": (parquet_body(pa.array([3, 4])), "text at position 0 is int (3), not a string"),
+    "empty text": ({"inputs": ["fine", ""]}, "text at position 1 is empty"),
+    "blank text": ({"inputs": [" \t\n"]}, "text at position 0 is blank (whitespace only)"),
+    "no texts": ({"inputs": []}, "the request holds no texts"),
+    "no text column": ({"dataframe_split": {"columns": ["review"], "data": [["great"]]}},
+                       "the input has no 'text' column (columns found: review)"),
+    "no input key": ({"texts": TEXTS}, "the body must hold exactly one of inputs, instances"),
+    "not JSON": (b"{", "Ensure that input is a valid JSON formatted string"),  # MLflow's own answer
+}
+CONTENT_TYPES = {"csv empty cell": "text/csv", "parquet number": "application/vnd.apache.parquet",
+                 "not JSON": "application/json"}
+
+
+def test_server_refuses_what_it_cannot_read(server):
+    for case, (payload, message) in REFUSED.items():
+        headers = {"Content-Type": CONTENT_TYPES[case]} if case in CONTENT_TYPES else {}
+        answer = invoke(server, payload, headers=headers)
+        assert answer.status_code == 400, (case, answer.status_code, answer.text)
+        assert message in answer.json()["message"], (case, answer.text)
     assert requests.get(f"{server}/ping", timeout=5).status_code == 200
+
+
+def test_server_limits_requests_and_scores_big_batches_in_chunks(server, onnx_model):
+    max_texts, max_bytes = SERVE_LIMITS["max_texts"], SERVE_LIMITS["max_bytes"]
+    batch = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(max_texts)]  # two chunks of up to 256 texts
+    started = time.perf_counter()
+    answer = invoke(server, {"inputs": batch})
+    assert answer.status_code == 200 and time.perf_counter() - started < 30
+    assert [row["probability"] for row in answer.json()["predictions"]] == pytest.approx(
+        [row["probability"] for row in onnx_model.predict(batch)])
+
+    too_many = invoke(server, {"inputs": [*batch, "one more"]})
+    assert too_many.status_code == 413
+    assert too_many.json()["message"] == (
+        f"the request holds {max_texts + 1} texts; the limit is {max_texts} per request "
+        "(rnnlab serve --max-texts): send them in smaller batches")
+    body = json.dumps({"inputs": ["a" * max_bytes]}).encode()
+    started = time.perf_counter()
+    declared = invoke(server, body, headers={"Content-Type": "application/json"})
+    streamed = invoke(server, iter([body[:1000], body[1000:]]), headers={"Content-Type": "application/json"})
+    assert time.perf_counter() - started < 10
+    for answer in (declared, streamed):  # with Content-Length, and chunked without it
+        assert answer.status_code == 413 and f"the limit is {max_bytes:,} bytes per request" in answer.text
+    assert str(len(body)) not in streamed.text and f"{len(body):,} bytes" in declared.text
+    assert invoke(server, {"inputs": TEXTS[:1]}).status_code == 200  # the server is free again
 
 
 def test_cli_predict_from_logged_models(registered, project_root, onnx_model, tmp_path):
@@ -391,3 +508,15 @@ def test_cli_predict_unknown_registered_model(registered, project_root):
     args = ["--model", "models:/no-such-model@champion", "--tracking-uri", registered["uri"], "great"]
     done = run_script(project_root, ["-m", "rnnlab.cli", "predict", *args], expect_rc=2)
     assert "cannot load models:/no-such-model@champion" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("texts", "message"), [
+    ([""], "rnnlab: error: text at position 0 is empty: there is nothing to classify"),
+    (["great", "  "], "rnnlab: error: text at position 1 is blank (whitespace only)"),
+])
+def test_cli_predict_refuses_empty_texts(registered, monkeypatch, capsys, texts, message):
+    monkeypatch.setenv("RNNLAB_ROOT", str(registered["root"]))  # the local champion exists
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", *texts])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and message in err and not out

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 REGISTER_REPORT = Path("reports") / "register.json"
 SHOWN_CHARS = 70  # of each text in `rnnlab predict`'s output
+MAX_TEXTS = 2_000  # per request to `rnnlab serve`: measured in bench/README.md ("bench_serving.py")
+MAX_BYTES = 8 * 1024 * 1024  # request body limit of `rnnlab serve`
 
 
 @report_errors
@@ -43,13 +45,44 @@ def _sync_params(args: argparse.Namespace) -> int:
 
 @report_errors
 def _predict(args: argparse.Namespace) -> int:
-    texts = list(args.texts) + (_read_lines(args.file) if args.file else [])
-    if not texts:
+    if not args.texts and not args.file:
         raise RnnlabError("nothing to classify: give texts as arguments or --file FILE (one review per line)")
+    if args.file and not args.file.is_file():
+        raise RnnlabError(f"review file not found: {args.file}")
     model = _load_model(args.model, args.tracking_uri)
+    texts = list(args.texts) + (_read_texts(args.file, model.text_columns) if args.file else [])
     for text, row in zip(texts, model.predict(texts), strict=True):
         print(f"{row['label']} {row['probability']:.4f}  {_shortened(text)}")
     return 0
+
+
+@report_errors
+def _serve(args: argparse.Namespace) -> int:
+    for flag, value in (("--max-texts", args.max_texts), ("--max-bytes", args.max_bytes)):
+        if value < 1:
+            raise RnnlabError(f"{flag} must be at least 1, got {value}")
+    root = project_root()
+    model_uri = args.model or _champion_uri(root)
+    import mlflow
+    import uvicorn
+
+    from rnnlab.server import build_app
+    from rnnlab.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(args.tracking_uri, root))  # where models:/ URIs resolve
+    app = build_app(model_uri, args.max_texts, args.max_bytes)
+    print(f"[serve] model={model_uri} url=http://{args.host}:{args.port}/invocations "
+          f"max_texts={args.max_texts} max_bytes={args.max_bytes}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _champion_uri(root: Path) -> str:
+    report = root / REGISTER_REPORT
+    if not report.is_file():
+        raise RnnlabError(f"no champion model yet ({report} is missing): run `dvc repro`, "
+                          "or pass --model models:/<name>@<alias> or runs:/<run_id>/model")
+    return read_json(report)["model_uri"]
 
 
 @report_errors
@@ -110,21 +143,35 @@ def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimen
     from rnnlab.serving import ARTIFACT_FILES, OnnxSentimentModel, load_logged_model  # ~1.3 s: after checks
 
     if model_uri is None:
-        files = read_json(report).get("files")
+        registered = read_json(report)
+        files = registered.get("files")
         if not isinstance(files, dict) or set(files) != set(ARTIFACT_FILES):
             raise RnnlabError(f"{report} does not name the model's files: run `dvc repro register`")
-        return OnnxSentimentModel.from_files(*(resolve_path(files[key], root) for key in ARTIFACT_FILES))
+        paths = (resolve_path(files[key], root) for key in ARTIFACT_FILES)
+        return OnnxSentimentModel.from_files(*paths, registered.get("text_column"))
     from rnnlab.tracking import tracking_uri as default_uri  # MLflow, which load_logged_model needs anyway
 
     return load_logged_model(model_uri, default_uri(tracking_uri, root))
 
 
-def _read_lines(path: Path) -> list[str]:
-    """The non-blank lines of a UTF-8 text file: one review each."""
+def _read_texts(path: Path, columns: tuple[str, ...]) -> list[object]:
+    """The texts of a review file: a .csv/.parquet table's text column (`text` or the training table's own,
+    every row, checked by the model), else the non-blank lines of a UTF-8 text file (one review each)."""
+    if path.suffix.lower() in (".csv", ".parquet"):
+        import pandas as pd
+
+        from rnnlab.serving import text_column
+
+        try:
+            if path.suffix.lower() == ".csv":
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+            else:
+                frame = pd.read_parquet(path)
+        except (ValueError, OSError) as error:
+            raise RnnlabError(f"{path} is not a readable {path.suffix[1:]} table: {error}") from None
+        return frame[text_column(list(frame.columns), columns)].tolist()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise RnnlabError(f"review file not found: {path}") from None
     except UnicodeDecodeError as error:
         raise RnnlabError(f"{path} is not UTF-8 text: {error}") from None
     return [line for line in lines if line.strip()]
@@ -154,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print `label probability  text` per text: `pos 0.9731  This film was a masterpiece`.",
     )
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
-    predict.add_argument("--file", type=Path, help="UTF-8 file, one review per line (blank lines skipped)")
+    predict.add_argument(
+        "--file",
+        type=Path,
+        help="UTF-8 file, one review per line (blank lines skipped), or a .csv/.parquet table with a `text` "
+        "column or the training table's own text column",
+    )
     predict.add_argument(
         "--model",
         help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/model "
@@ -165,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow store of --model (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db)",
     )
     predict.set_defaults(func=_predict)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the champion model over HTTP (MLflow's scoring server with request checks and limits)",
+        description="POST /invocations with {\"inputs\": [texts]} (or dataframe_split/dataframe_records/"
+        "instances, CSV, parquet); non-strings and blank texts get 400, requests over the limits 413.",
+    )
+    serve.add_argument("--model", help="models:/<name>@<alias> or runs:/<run_id>/model "
+                       f"(default: the champion named in {REGISTER_REPORT})")
+    serve.add_argument("--tracking-uri", help="MLflow store of --model (default as for predict)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=5001, help="port (default: %(default)s)")
+    serve.add_argument("--max-texts", type=int, default=MAX_TEXTS,
+                       help="texts per request; more get HTTP 413 (default: %(default)s)")
+    serve.add_argument("--max-bytes", type=int, default=MAX_BYTES,
+                       help="request body size in bytes; larger gets HTTP 413 (default: %(default)s)")
+    serve.set_defaults(func=_serve)
     generate = commands.add_parser(
         "generate",
         help="generate text with the character language model (task charlm)",

@@ -3,14 +3,15 @@
 `TextEncoder` turns raw strings into the ids the model was trained on (the prepare stage's tokenizer and
 vocabulary, the encode stage's truncation), always post-padded. `OnnxSentimentModel` runs the exported
 ONNX file (inputs `ids`, `lengths`; output `probs`, see `rnnlab.export`) on them. `SentimentPyfunc` wraps
-that for MLflow (`mlflow models serve`), and `log_text_model` logs it with its artifacts and code.
+that for MLflow (served by `rnnlab serve`, see `rnnlab.server`), and `log_text_model` logs it with its
+artifacts, its code and the name of the table's text column.
 
-Defined behaviour on odd input: an empty text becomes a row of length 0 (the model reads one padding step,
-so it still gets a prediction); a text longer than `MAX_CHARS` characters is cut to `MAX_CHARS` before
-tokenizing, on the side that truncation drops anyway (truncating "pre" keeps the end of the text, "post"
-its start), so the ids only change when `MAX_CHARS` characters hold fewer than `max_len` tokens;
-anything that is not a string raises `RnnlabError` naming its position and type. Nothing here imports
-torch.
+Defined behaviour on odd input: anything that is not a string raises `RnnlabError` naming its position and
+type, and so does an empty or whitespace-only text where a prediction is asked for (`predict`: the encoder
+itself maps it to a row of length 0, as the encode stage does); a text longer than `MAX_CHARS` characters
+is cut to `MAX_CHARS` before tokenizing, on the side that truncation drops anyway (truncating "pre" keeps
+the end of the text, "post" its start), so the ids only change when `MAX_CHARS` characters hold fewer than
+`max_len` tokens. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ from rnnlab.io import read_json
 
 MAX_CHARS = 100_000  # longer texts are cut before tokenizing (a 1 MB review must not stall the server)
 BATCH_SIZE = 256
+TEXT_COLUMN = "text"  # always accepted; a table's own text column (data.source.text_column) as well
 META_KEYS = ("label_names", "num_classes", "vocab_size", "tokenizer", "max_len", "truncating")
 ARTIFACT_FILES = {"model": "model.onnx", "vocab": "vocab.json", "meta": "meta.json"}
 MODEL_NAME = "model"  # the artifact path of the pyfunc in its run: runs:/<run_id>/model
 REQUIREMENTS = ("onnxruntime", "numpy", "pandas", "pyarrow")
 # The input column is left unnamed in the signature: MLflow then passes a plain list of strings (in process,
-# or `{"inputs": [...]}` over HTTP) as column 0 instead of refusing it; `input_texts` wants `text` otherwise.
+# or `{"inputs": [...]}` over HTTP) as column 0 instead of refusing it; `input_texts` wants a text column
+# otherwise. (Over HTTP an unnamed column keeps only a table's first column: `rnnlab serve` sends lists.)
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string")]),
     outputs=Schema([ColSpec("string", "label"), ColSpec("double", "probability")]),
@@ -68,6 +71,34 @@ def check_texts(texts: object) -> list[str]:
             shown = repr(text)[:40]
             raise RnnlabError(f"text at position {position} is {type(text).__name__} ({shown}), not a string")
     return texts
+
+
+def require_texts(texts: object) -> list[str]:
+    """`check_texts`, and each text must hold more than whitespace: there is nothing to classify otherwise."""
+    texts = check_texts(texts)
+    for position, text in enumerate(texts):
+        if not text.strip():
+            kind = "blank (whitespace only)" if text else "empty"
+            raise RnnlabError(f"text at position {position} is {kind}: there is nothing to classify")
+    return texts
+
+
+def accepted_columns(text_column: str | None = None) -> tuple[str, ...]:
+    """The column names that hold texts: `text`, and the table's own text column if it has another name."""
+    return tuple(dict.fromkeys([TEXT_COLUMN, text_column or TEXT_COLUMN]))
+
+
+def text_column(columns: Sequence[object], accepted: Sequence[str]) -> object:
+    """The one column of `columns` that holds the texts: a name in `accepted`."""
+    found = [name for name in accepted if name in columns]
+    if len(found) > 1:
+        both = " and ".join(map(repr, found))
+        raise RnnlabError(f"the input has both {both} columns: send the texts in one")
+    if not found:
+        shown = ", ".join(map(str, columns)) or "none"
+        wanted = " or ".join(map(repr, accepted))
+        raise RnnlabError(f"the input has no {wanted} column (columns found: {shown})")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -117,9 +148,17 @@ class TextEncoder:
 
 
 class OnnxSentimentModel:
-    """An exported classifier on ONNX Runtime behind a `TextEncoder`: raw texts in, labels out."""
+    """An exported classifier on ONNX Runtime behind a `TextEncoder`: raw texts in, labels out.
 
-    def __init__(self, onnx_path: str | Path, encoder: TextEncoder, batch_size: int = BATCH_SIZE) -> None:
+    `text_columns`: the column names a table of texts may use (`accepted_columns`)."""
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        encoder: TextEncoder,
+        batch_size: int = BATCH_SIZE,
+        text_columns: Sequence[str] = (TEXT_COLUMN,),
+    ) -> None:
         path = _existing(onnx_path, "ONNX model")
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -132,19 +171,26 @@ class OnnxSentimentModel:
                               "expected inputs ids, lengths and output probs (rnnlab.export)")
         self.encoder = encoder
         self.batch_size = batch_size
+        self.text_columns = tuple(text_columns)
 
     @classmethod
     def from_files(
-        cls, onnx_path: str | Path, vocab_path: str | Path, meta_path: str | Path
+        cls,
+        onnx_path: str | Path,
+        vocab_path: str | Path,
+        meta_path: str | Path,
+        text_column: str | None = None,
     ) -> OnnxSentimentModel:
-        return cls(onnx_path, TextEncoder.from_files(vocab_path, meta_path))
+        encoder = TextEncoder.from_files(vocab_path, meta_path)
+        return cls(onnx_path, encoder, text_columns=accepted_columns(text_column))
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.encoder.label_names
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, float32 [N, C], computed `batch_size` texts at a time."""
+        """Class probabilities, float32 [N, C], computed `batch_size` texts at a time (an empty text reads
+        as one padding step, as in the encoded data)."""
         texts = check_texts(texts)
         parts = []
         for start in range(0, len(texts), self.batch_size):
@@ -159,34 +205,34 @@ class OnnxSentimentModel:
         return np.concatenate(parts) if parts else np.zeros((0, len(self.label_names)), np.float32)
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """`[{"label": ..., "probability": ...}]` per text: the most likely label and its probability."""
-        probs = self.probabilities(texts)
+        """`[{"label": ..., "probability": ...}]` per text: the most likely label and its probability.
+        Every text must be a non-blank string (`require_texts`)."""
+        probs = self.probabilities(require_texts(texts))
         best = probs.argmax(axis=1)
         return [{"label": self.label_names[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
 
 
-def input_texts(model_input: object) -> object:
-    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's `text` column.
-    The items are checked where they are encoded (`check_texts`)."""
+def input_texts(model_input: object, accepted: Sequence[str] = (TEXT_COLUMN,)) -> object:
+    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's text column (a name
+    in `accepted`). The items are checked where they are scored (`require_texts`)."""
     if isinstance(model_input, pd.DataFrame):
         columns = list(model_input.columns)
         if columns == [0]:  # how MLflow's schema enforcement passes on a list or an unnamed Series
             return model_input[0].tolist()
-        if "text" not in columns:
-            found = ", ".join(map(str, columns)) or "none"
-            raise RnnlabError(f"the input has no 'text' column (columns found: {found})")
-        return model_input["text"].tolist()
+        return model_input[text_column(columns, accepted)].tolist()
     if isinstance(model_input, pd.Series):
         return model_input.tolist()
     return model_input
 
 
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc on raw text (artifacts: `model` = ONNX, `vocab`, `meta`) -> `label`, `probability`."""
+    """MLflow pyfunc on raw text (artifacts: `model` = ONNX, `vocab`, `meta`; model_config: `text_column`)
+    -> `label`, `probability`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         files = context.artifacts
-        self.model = OnnxSentimentModel.from_files(files["model"], files["vocab"], files["meta"])
+        column = (context.model_config or {}).get("text_column")
+        self.model = OnnxSentimentModel.from_files(files["model"], files["vocab"], files["meta"], column)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -194,11 +240,11 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
         """Labels and probabilities of the texts in `model_input`.
 
         MLflow's schema enforcement hands over a DataFrame (a list or a Series becomes one); called directly,
-        a list of strings or a Series works too (see `input_texts`). The `pd.DataFrame` hint is also the one
-        that keeps MLflow from deriving its own signature and input conversion from the hint.
+        a list of strings, a Series, or a DataFrame with a `text` column or the table's own works too. The
+        `pd.DataFrame` hint keeps MLflow from deriving its own signature and input conversion from the hint.
         """
         try:
-            rows = self.model.predict(input_texts(model_input))
+            rows = self.model.predict(input_texts(model_input, self.model.text_columns))
         except RnnlabError as error:  # a bad request: the scoring server answers 400 with this message
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         return pd.DataFrame(rows, columns=["label", "probability"]).astype({"probability": "float64"})
@@ -216,12 +262,15 @@ def log_text_model(
     meta_path: str | Path,
     tracking_uri: str,
     registered_name: str | None = None,
+    text_column: str = TEXT_COLUMN,
 ) -> ModelInfo:
     """Log the pyfunc (artifact path `model`) to run `run_id`; register it as `registered_name` if given.
 
     The model bundles `export_dir/model.onnx`, the vocabulary, meta.json and the `rnnlab` package source
-    (for the tokenizer), with explicit pip requirements, a signature and an input example. Sets MLflow's
-    process-wide tracking URI to `tracking_uri` (MLflow's logging functions read only that).
+    (for the tokenizer), with explicit pip requirements, a signature and an input example; its
+    model_config names the training table's text column (`data.source.text_column`), which tables sent to
+    it may use instead of `text`. Sets MLflow's process-wide tracking URI to `tracking_uri` (MLflow's
+    logging functions read only that).
     """
     artifacts = {"model": Path(export_dir) / ARTIFACT_FILES["model"], "vocab": vocab_path, "meta": meta_path}
     OnnxSentimentModel.from_files(*artifacts.values())  # fail here, with a clear message, on bad files
@@ -235,7 +284,8 @@ def log_text_model(
                 code_paths=[str(Path(rnnlab.__file__).parent)],
                 pip_requirements=pip_requirements(),
                 signature=SIGNATURE,
-                input_example=pd.DataFrame({"text": EXAMPLE_TEXTS}),
+                input_example=pd.DataFrame({TEXT_COLUMN: EXAMPLE_TEXTS}),
+                model_config={"text_column": text_column},
                 registered_model_name=registered_name,
             )
     except MlflowException as error:
@@ -252,12 +302,14 @@ def load_logged_model(model_uri: str, tracking_uri: str) -> OnnxSentimentModel:
     with tempfile.TemporaryDirectory(prefix="rnnlab-model-") as tmp:
         try:
             local = Path(download_artifacts(model_uri, dst_path=tmp))
-            files = Model.load(local).flavors["python_function"]["artifacts"]
+            flavor = Model.load(local).flavors["python_function"]
+            files = flavor["artifacts"]
         except MlflowException as error:
             raise RnnlabError(f"cannot load {model_uri} from {tracking_uri}: {error.message}") from None
         except KeyError:
             raise RnnlabError(f"{model_uri} is not an rnnlab text model (no ONNX artifacts)") from None
-        return OnnxSentimentModel.from_files(*(local / files[key]["path"] for key in ARTIFACT_FILES))
+        paths = (local / files[key]["path"] for key in ARTIFACT_FILES)
+        return OnnxSentimentModel.from_files(*paths, (flavor.get("config") or {}).get("text_column"))
 
 
 def _existing(path: str | Path, what: str) -> Path:
