@@ -435,6 +435,8 @@ def test_server_refuses_what_it_cannot_read(server):
         answer = invoke(server, payload, headers=headers)
         assert answer.status_code == 400, (case, answer.status_code, answer.text)
         assert message in answer.json()["message"], (case, answer.text)
+    unsupported = invoke(server, b"great film", headers={"Content-Type": "text/plain"})
+    assert unsupported.status_code == 415 and "'text/plain' is not read here" in unsupported.json()["message"]
     assert requests.get(f"{server}/ping", timeout=5).status_code == 200
 
 

@@ -12,9 +12,10 @@ for `inputs` (one 1 MB text among 2,000 short ones took 15 GB and 19 s here) and
   are taken from the raw payload (a table's `text` column or the training table's own) and checked:
   a non-string -> 400 naming its position and type, an empty or blank text -> 400, no texts -> 400,
   more than `max_texts` -> 413;
+- a content type other than JSON, CSV or parquet (UTF-8) -> 415;
 - what passes goes on to MLflow's app as `dataframe_split` with one `text` column (strings only, no
-  casting, no fixed-width arrays); MLflow scores it and answers. A body the guard cannot parse goes on
-  unchanged, so MLflow gives its own 400 or 415.
+  casting, no fixed-width arrays); MLflow scores it and answers. A body the guard cannot parse (not JSON,
+  a broken CSV or parquet file) goes on unchanged, so MLflow gives its own 400.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
 
 class TooLarge(Exception):
     """A request over a limit: answered with HTTP 413."""
+
+
+class Unsupported(Exception):
+    """A content type the scoring server does not read: answered with HTTP 415."""
 
 
 def payload_texts(payload: object, accepted: Sequence[str]) -> list[object]:
@@ -96,11 +101,13 @@ def _split_texts(data: object, accepted: Sequence[str]) -> list[object]:
 def request_texts(
     body: bytes, content_type: str, accepted: Sequence[str], max_texts: int
 ) -> list[str] | None:
-    """The checked texts of a request body, or None for a body to leave to MLflow (unparsable, or of a
-    content type MLflow refuses). Raises `RnnlabError` (-> 400) or `TooLarge` (-> 413)."""
+    """The checked texts of a request body, or None for a body to leave to MLflow (one its parser refuses).
+    Raises `RnnlabError` (-> 400), `TooLarge` (-> 413) or `Unsupported` (-> 415)."""
     mime, *parameters = (part.strip().lower() for part in content_type.split(";"))
     if mime not in PARSERS or any(p.replace(" ", "") != "charset=utf-8" for p in parameters):
-        return None  # MLflow answers 415
+        raise Unsupported(
+            f"Content-Type {content_type or '(none)'!r} is not read here: send {', '.join(PARSERS)} (UTF-8)"
+        )
     try:
         parsed = PARSERS[mime](body)
     except (ValueError, OSError):  # not JSON, CSV or parquet: MLflow answers 400 with its parser's error
@@ -140,6 +147,9 @@ class RequestGuard:
             )
         except TooLarge as error:
             await _answer(send, 413, MlflowException(str(error), error_code=REQUEST_LIMIT_EXCEEDED))
+            return
+        except Unsupported as error:
+            await _answer(send, 415, MlflowException(str(error), error_code=BAD_REQUEST))
             return
         except RnnlabError as error:
             await _answer(send, 400, MlflowException(str(error), error_code=BAD_REQUEST))
