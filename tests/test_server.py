@@ -1,12 +1,18 @@
-"""`rnnlab serve`'s request guard on raw bodies, in process: which texts each format sends, the column
-names it accepts, the limits. (The HTTP round trip and every refused payload: tests/test_serving.py.)"""
+"""`rnnlab serve` in process: the request guard on raw bodies (which texts each format sends, the column
+names it accepts, the limits) and the scorer that batches concurrent requests. (The HTTP round trip and
+every refused payload: tests/test_serving.py.)"""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
+from rnnlab.batching import BatchingScorer
 from rnnlab.errors import RnnlabError
 from rnnlab.server import TooLarge, Unsupported, request_texts
 
@@ -89,3 +95,33 @@ def test_other_content_types_are_named(content_type):
     with pytest.raises(Unsupported) as error:
         texts_of(b'{"inputs": ["a"]}', content_type)
     assert str(error.value).startswith(expected)
+
+
+def test_concurrent_callers_are_scored_together():
+    calls, gate = [], threading.Event()
+
+    def score(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        if not gate.wait(10):  # the first batch holds the worker until every other caller waits
+            raise TimeoutError("the callers never queued")
+        if "bad" in texts:
+            raise RnnlabError("a failing batch")
+        return np.array([[len(text), i] for i, text in enumerate(texts)])
+
+    scorer = BatchingScorer(score, batch_size=256)
+    batches = [[f"{caller}-{i}" * (caller + 1) for i in range(caller + 1)] for caller in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(scorer, batches[0])
+        while not calls:
+            time.sleep(0.01)
+        rest = [pool.submit(scorer, batch) for batch in batches[1:]]
+        while scorer._queue.qsize() < len(rest):
+            time.sleep(0.01)
+        gate.set()
+        results = [first.result(), *(future.result() for future in rest)]
+    assert calls == [1, sum(map(len, batches[1:]))] and scorer.calls == 2  # two batches for 12 callers
+    for batch, rows in zip(batches, results, strict=True):
+        assert rows[:, 0].tolist() == [len(text) for text in batch]  # each caller gets its own rows back
+    with pytest.raises(RnnlabError, match="a failing batch"):  # its callers get the error...
+        scorer(["bad"])
+    assert scorer(["fine"])[:, 0].tolist() == [4]  # ...and the worker goes on

@@ -36,6 +36,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
 import rnnlab
+from rnnlab.batching import BatchingScorer
 from rnnlab.data.encode import pad_and_truncate
 from rnnlab.data.tokenize import TokenizerConfig, tokenize
 from rnnlab.data.vocab import Vocabulary
@@ -207,7 +208,10 @@ class OnnxSentimentModel:
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """`[{"label": ..., "probability": ...}]` per text: the most likely label and its probability.
         Every text must be a non-blank string (`require_texts`)."""
-        probs = self.probabilities(require_texts(texts))
+        return self.label_rows(self.probabilities(require_texts(texts)))
+
+    def label_rows(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """The most likely label and its probability, per row of `probs`."""
         best = probs.argmax(axis=1)
         return [{"label": self.label_names[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
 
@@ -227,12 +231,13 @@ def input_texts(model_input: object, accepted: Sequence[str] = (TEXT_COLUMN,)) -
 
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc on raw text (artifacts: `model` = ONNX, `vocab`, `meta`; model_config: `text_column`)
-    -> `label`, `probability`."""
+    -> `label`, `probability`. Concurrent calls (the scoring server's threads) are scored together."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         files = context.artifacts
         column = (context.model_config or {}).get("text_column")
         self.model = OnnxSentimentModel.from_files(files["model"], files["vocab"], files["meta"], column)
+        self.scorer = BatchingScorer(self.model.probabilities, self.model.batch_size)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -244,7 +249,8 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
         `pd.DataFrame` hint keeps MLflow from deriving its own signature and input conversion from the hint.
         """
         try:
-            rows = self.model.predict(input_texts(model_input, self.model.text_columns))
+            texts = require_texts(input_texts(model_input, self.model.text_columns))
+            rows = self.model.label_rows(self.scorer(texts))
         except RnnlabError as error:  # a bad request: the scoring server answers 400 with this message
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         return pd.DataFrame(rows, columns=["label", "probability"]).astype({"probability": "float64"})
