@@ -24,6 +24,7 @@ import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -33,6 +34,9 @@ from mlflow.protos.databricks_pb2 import BAD_REQUEST, REQUEST_LIMIT_EXCEEDED
 from rnnlab.errors import RnnlabError
 from rnnlab.serving import TEXT_COLUMN, require_texts, text_column
 
+# MLflow's app runs each request's parsing and `predict` in the event loop's default executor (6 threads on
+# 2 cores): with more, more requests wait for the batching scorer at once and share its batches.
+REQUEST_THREADS = 64
 FORMATS = ("inputs", "instances", "dataframe_records", "dataframe_split")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -218,3 +222,15 @@ def build_app(model_uri: str, max_texts: int, max_bytes: int) -> RequestGuard:
     if texts_model is None or not hasattr(texts_model, "text_columns"):
         raise RnnlabError(f"{model_uri} is not an rnnlab text model (logged by the register stage)")
     return RequestGuard(scoring_server.init(model), texts_model.text_columns, max_texts, max_bytes)
+
+
+def serve(app: RequestGuard, host: str, port: int) -> None:
+    """Run `app` with uvicorn on `host:port` until interrupted (`REQUEST_THREADS` request threads)."""
+    import uvicorn
+
+    async def main() -> None:
+        executor = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="rnnlab-request")
+        asyncio.get_running_loop().set_default_executor(executor)
+        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).serve()
+
+    asyncio.run(main())
