@@ -1,8 +1,8 @@
 """Score the texts of concurrent callers together: one worker thread, each batch made of what is waiting.
 
 The scoring server calls the model from several threads at once. Scored one request at a time, each call
-pays its fixed costs again (Arrow compiles the tokenizer's regular expressions on every call, tens of
-milliseconds here; ONNX Runtime runs one step per token of the longest text whatever the batch size) and
+pays its fixed costs again (the tokenizer's Arrow regex kernels cost tens of milliseconds per call here,
+even for one text; ONNX Runtime runs one step per token of the longest text whatever the batch size) and
 concurrent ONNX Runtime runs fight over the same cores. Scored together, a burst of small requests costs
 about what one batch of their texts costs. A model whose outputs do not depend on the padding (rnnlab's
 exports: checked in tests/test_export.py) gives each text the same answer either way.
