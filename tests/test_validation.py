@@ -25,8 +25,11 @@ from rnnlab.validation import RULES, leaves, rule_key, rules_for, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"imdb": [], "forecast": ["task=forecast"], "charlm": ["task=charlm"], "table": ["data=table"]}
-GROUPS = [f"{group}={path.stem}" for group in ("experiment", "trainer", "model", "hparams_search")
-          for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]
+GROUPS = [
+    f"{group}={path.stem}"
+    for group in ("experiment", "trainer", "model", "hparams_search")
+    for path in sorted((ROOT / "conf" / group).glob("*.yaml"))
+]
 
 
 def composed(overrides: list[str]):
@@ -57,13 +60,18 @@ def bad_value_cases() -> list:
             if rule is None or (rule_key(key), rule.allowed) in seen:
                 continue
             seen.add((rule_key(key), rule.allowed))
-            cases += [pytest.param(task, key, bad, rule.allowed, id=f"{task}-{key}={written(bad)}")
-                      for bad in rule.bad]
+            cases += [
+                pytest.param(task, key, bad, rule.allowed, id=f"{task}-{key}={written(bad)}")
+                for bad in rule.bad
+            ]
     return cases
 
 
-@pytest.mark.parametrize("overrides", [[], *(o for o in TASKS.values() if o), *([g] for g in GROUPS)],
-                         ids=lambda o: " ".join(o) or "default")
+@pytest.mark.parametrize(
+    "overrides",
+    [[], *(o for o in TASKS.values() if o), *([g] for g in GROUPS)],
+    ids=lambda o: " ".join(o) or "default",
+)
 def test_every_key_of_conf_has_a_rule_and_the_shipped_configs_pass(overrides):
     cfg = composed(overrides)
     rules = rules_for(cfg.task.kind)
@@ -110,31 +118,54 @@ def test_a_bad_value_is_refused_naming_the_key_and_what_it_allows(task, key, bad
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["trainer.max_epochs=-3"], "trainer.max_epochs=-3 is not allowed; allowed: an integer >= 1"),
-    (["optim.lr=-1"], "optim.lr=-1 is not allowed; allowed: a number > 0"),
-    (["+model_key=lstm", "models.lstm.hidden_size=-1"], "models.lstm.hidden_size=-1 is not allowed"),
-    (["optim.scheduler=cosine"], "scheduler='cosine' is not allowed; allowed: one of plateau, onecycle"),
-    (["trainer.precision=17"], "precision=17 is not allowed; allowed: one of 64, 32, 16, transformer"),
-    (["+model_key=transformer"], "model_key='transformer' is not allowed; allowed: one of rnn, lstm, gru"),
-    (["task.mode=min"], "task.mode='min' is not allowed; allowed: max (task.monitor='val/acc')"),
-    (["task=forecast", "task.monitor=val/acc"], "monitor='val/acc' is not allowed; allowed: one of val/loss"),
-    (["diagnostics.gradient_flow.distance=200"], "distance=200 is not allowed; allowed: an integer <"),
-    (["compare.models=[lstm,transformer]"], "compare.models=['lstm', 'transformer'] is not allowed"),
-    (["models.gru.name=lstm"], "models.gru.name='lstm' is not allowed; allowed: 'gru' (its key under"),
-    (["task=forecast", "data.split.test_fraction=0.9"], "data.split.test_fraction=0.9 is not allowed"),
-    (["task=forecast", "data.columns.target=Price"], "data.columns.target='Price' is not allowed"),
-    (["task=forecast", "data.seasonal_period=200"], "data.seasonal_period=200 is not allowed; allowed: an"),
-    (["trainer=cpu", "trainer.devices=-1"], "trainer.devices=-1 is not allowed; allowed: auto or an integer"),
-    (["task=charlm", "+model_key=bilstm"], "models.bilstm.bidirectional=true is not allowed; allowed: false"),
-    (["task=charlm", "model=bilstm"], "model.bidirectional=true is not allowed; allowed: false"),
-    (["paths.raw_dir=${data.nme}"], "paths.raw_dir cannot be resolved: Interpolation key 'data.nme'"),
-    (["task.name=''"], "task.name='' is not allowed; allowed: a non-empty string (also not allowed: logger."),
-    (["trainer.max_epochs=2.5"], "trainer.max_epochs=2.5 is not allowed; allowed: an integer >= 1"),
-    (["data.loader.bucket=1"], "data.loader.bucket=1 is not allowed; allowed: one of true, false"),
-    (["optim.lr=-1", "model.dropout=1.0"], "optim.lr=-1 is not allowed; allowed: a number > 0 (also not "
-                                           "allowed: model.dropout)"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.max_epochs=-3"], "trainer.max_epochs=-3 is not allowed; allowed: an integer >= 1"),
+        (["optim.lr=-1"], "optim.lr=-1 is not allowed; allowed: a number > 0"),
+        (["+model_key=lstm", "models.lstm.hidden_size=-1"], "models.lstm.hidden_size=-1 is not allowed"),
+        (["optim.scheduler=cosine"], "scheduler='cosine' is not allowed; allowed: one of plateau, onecycle"),
+        (["trainer.precision=17"], "precision=17 is not allowed; allowed: one of 64, 32, 16, transformer"),
+        (
+            ["+model_key=transformer"],
+            "model_key='transformer' is not allowed; allowed: one of rnn, lstm, gru",
+        ),
+        (["task.mode=min"], "task.mode='min' is not allowed; allowed: max (task.monitor='val/acc')"),
+        (
+            ["task=forecast", "task.monitor=val/acc"],
+            "monitor='val/acc' is not allowed; allowed: one of val/loss",
+        ),
+        (["diagnostics.gradient_flow.distance=200"], "distance=200 is not allowed; allowed: an integer <"),
+        (["compare.models=[lstm,transformer]"], "compare.models=['lstm', 'transformer'] is not allowed"),
+        (["models.gru.name=lstm"], "models.gru.name='lstm' is not allowed; allowed: 'gru' (its key under"),
+        (["task=forecast", "data.split.test_fraction=0.9"], "data.split.test_fraction=0.9 is not allowed"),
+        (["task=forecast", "data.columns.target=Price"], "data.columns.target='Price' is not allowed"),
+        (
+            ["task=forecast", "data.seasonal_period=200"],
+            "data.seasonal_period=200 is not allowed; allowed: an",
+        ),
+        (
+            ["trainer=cpu", "trainer.devices=-1"],
+            "trainer.devices=-1 is not allowed; allowed: auto or an integer",
+        ),
+        (
+            ["task=charlm", "+model_key=bilstm"],
+            "models.bilstm.bidirectional=true is not allowed; allowed: false",
+        ),
+        (["task=charlm", "model=bilstm"], "model.bidirectional=true is not allowed; allowed: false"),
+        (["paths.raw_dir=${data.nme}"], "paths.raw_dir cannot be resolved: Interpolation key 'data.nme'"),
+        (
+            ["task.name=''"],
+            "task.name='' is not allowed; allowed: a non-empty string (also not allowed: logger.",
+        ),
+        (["trainer.max_epochs=2.5"], "trainer.max_epochs=2.5 is not allowed; allowed: an integer >= 1"),
+        (["data.loader.bucket=1"], "data.loader.bucket=1 is not allowed; allowed: one of true, false"),
+        (
+            ["optim.lr=-1", "model.dropout=1.0"],
+            "optim.lr=-1 is not allowed; allowed: a number > 0 (also not allowed: model.dropout)",
+        ),
+    ],
+)
 def test_values_allowed_alone_but_not_together_and_other_refusals(overrides, message):
     with pytest.raises(ConfigError) as refused:
         validate(composed(overrides))
@@ -148,19 +179,39 @@ def load_pipeline(name: str):
     return module
 
 
-@pytest.mark.parametrize(("stage", "args", "message"), [
-    ("download", ["data.download.retries=-1"], "data.download.retries=-1 is not allowed"),
-    ("prepare", ["data.vocab.max_size=2"], "data.vocab.max_size=2 is not allowed; allowed: an integer >= 3"),
-    ("encode", ["data.encode.padding=middle"], "data.encode.padding='middle' is not allowed; allowed: one"),
-    ("train", ["model.hidden_size=-1"], "model.hidden_size=-1 is not allowed; allowed: an integer >= 1"),
-    ("train", ["-m", "model=rnn,gru", "trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 is not"),
-    ("evaluate", ["task=forecast", "eval.plot_windows=0"], "eval.plot_windows=0 is not allowed"),
-    ("export", ["model.cell=transformer"], "model.cell='transformer' is not allowed; allowed: one of rnn"),
-    ("register", ["registry.model_name=''"], "registry.model_name='' is not allowed"),
-    ("compare", ["task=charlm", "compare.models=[]"], "compare.models=[] is not allowed"),
-])
-def test_every_stage_checks_its_config_before_hydra_starts(tmp_path, monkeypatch, capsys, stage, args,
-                                                           message):
+@pytest.mark.parametrize(
+    ("stage", "args", "message"),
+    [
+        ("download", ["data.download.retries=-1"], "data.download.retries=-1 is not allowed"),
+        (
+            "prepare",
+            ["data.vocab.max_size=2"],
+            "data.vocab.max_size=2 is not allowed; allowed: an integer >= 3",
+        ),
+        (
+            "encode",
+            ["data.encode.padding=middle"],
+            "data.encode.padding='middle' is not allowed; allowed: one",
+        ),
+        ("train", ["model.hidden_size=-1"], "model.hidden_size=-1 is not allowed; allowed: an integer >= 1"),
+        (
+            "train",
+            ["-m", "model=rnn,gru", "trainer.gradient_clip_val=-1"],
+            "trainer.gradient_clip_val=-1 is not",
+        ),
+        ("evaluate", ["task=forecast", "eval.plot_windows=0"], "eval.plot_windows=0 is not allowed"),
+        (
+            "export",
+            ["model.cell=transformer"],
+            "model.cell='transformer' is not allowed; allowed: one of rnn",
+        ),
+        ("register", ["registry.model_name=''"], "registry.model_name='' is not allowed"),
+        ("compare", ["task=charlm", "compare.models=[]"], "compare.models=[] is not allowed"),
+    ],
+)
+def test_every_stage_checks_its_config_before_hydra_starts(
+    tmp_path, monkeypatch, capsys, stage, args, message
+):
     """In process, through each stage's real entry point: refused before Hydra makes its run folder."""
     main = load_pipeline(stage).main
     monkeypatch.chdir(tmp_path)
@@ -200,11 +251,17 @@ def run_stage(work: Path, env: dict, cmd: list[str]) -> tuple[str, str]:
     return errors[0], done.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["trainer.max_epochs=-3"], "trainer.max_epochs=-3 is not allowed; allowed: an integer >= 1"),
-    (["optim.lr=-1"], "optim.lr=-1 is not allowed; allowed: a number > 0"),
-    (["DVC", "models.lstm.hidden_size=-1"], "models.lstm.hidden_size=-1 is not allowed; allowed: an integer"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trainer.max_epochs=-3"], "trainer.max_epochs=-3 is not allowed; allowed: an integer >= 1"),
+        (["optim.lr=-1"], "optim.lr=-1 is not allowed; allowed: a number > 0"),
+        (
+            ["DVC", "models.lstm.hidden_size=-1"],
+            "models.lstm.hidden_size=-1 is not allowed; allowed: an integer",
+        ),
+    ],
+)
 def test_a_stage_refuses_a_bad_value_with_one_line_and_writes_nothing(project, args, message):
     work, env = project
     before = snapshot(work)

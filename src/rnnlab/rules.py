@@ -94,8 +94,11 @@ def nullable(rule: Rule, meaning: str) -> Rule:
     return Rule(lambda v: v is None or rule.test(v), f"{rule.allowed}, or null ({meaning})", rule.bad)
 
 
-def either(*rules: Rule, bad: tuple) -> Rule:
-    return Rule(lambda v: any(r.test(v) for r in rules), ", or ".join(r.allowed for r in rules), bad)
+def either(*rules: Rule, bad: tuple, allowed: str | None = None) -> Rule:
+    """A value any of `rules` allows; `allowed` words it when joining theirs would not read well."""
+    return Rule(
+        lambda v: any(r.test(v) for r in rules), allowed or ", or ".join(r.allowed for r in rules), bad
+    )
 
 
 def items(rule: Rule, *, min_len: int = 1, unique: bool = False) -> Rule:
