@@ -207,6 +207,11 @@ def load_pipeline(name: str):
         ),
         ("register", ["registry.model_name=''"], "registry.model_name='' is not allowed"),
         ("compare", ["task=charlm", "compare.models=[]"], "compare.models=[] is not allowed"),
+        (
+            "baseline",
+            ["baseline.C=[1,0]"],
+            "baseline.C=[1, 0] is not allowed; allowed: a non-empty list, each",
+        ),
     ],
 )
 def test_every_stage_checks_its_config_before_hydra_starts(

@@ -40,6 +40,9 @@ SEED = integer(0, 2**32 - 1)  # what numpy, scikit-learn and Lightning's seed_ev
 FRACTION = number(0, 1, open_low=True, open_high=True)
 DROPOUT = number(0, 1, open_high=True)
 POSITIVE = number(0, open_low=True)
+LABEL = either(
+    text(), Rule(is_int, "an integer"), bad=("",), allowed="a label of the data (a string or an integer)"
+)
 PATHS = ("data_dir", "downloads_dir", "raw_dir", "prepared_dir", "encoded_dir", "models_dir", "reports_dir")
 PRECISIONS = tuple(value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal))
 
@@ -96,6 +99,7 @@ RULES: dict[str, Rule] = {
     "data.tokenizer.contractions": choice(CONTRACTION_MODES),
     "data.vocab.max_size": nullable(integer(len(Vocabulary.SPECIALS) + 1), "no limit"),  # specials + 1 token
     "data.vocab.min_freq": COUNT,
+    "data.positive_label": nullable(LABEL, "the label that sorts last"),
     "data.split.val_fraction": FRACTION,
     "data.split.test_fraction": FRACTION,
     "data.split.seed": SEED,
@@ -143,13 +147,20 @@ RULES: dict[str, Rule] = {
     "task.name": text(),
     "task.kind": choice(KINDS),
     "task.mode": choice(MODES),
+    "baseline.ngram_max": COUNT,
+    "baseline.min_df": COUNT,
+    "baseline.C": items(POSITIVE),
+    "baseline.max_iter": COUNT,
     "task.samples.prompt": text(),
     "task.samples.length": COUNT,
     "task.samples.temperatures": items(POSITIVE),
-    "eval.length_buckets": passes(
-        check_bucket_edges,
-        "a non-empty list of positive, strictly increasing token counts",
-        ([200, 100], [0]),
+    "eval.length_buckets": nullable(
+        passes(
+            check_bucket_edges,
+            "a non-empty list of positive, strictly increasing token counts",
+            ([200, 100], [0]),
+        ),
+        "the quartiles of the training texts' lengths",
     ),
     "eval.plot_windows": COUNT,
     "eval.temperatures": items(POSITIVE),
