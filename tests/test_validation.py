@@ -8,18 +8,20 @@ import copy
 import functools
 import importlib.util
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from dvc_repo import project_copy
+from rnnlab import cli, stage
 from rnnlab.errors import ConfigError
 from rnnlab.validation import RULES, leaves, rule_key, rules_for, validate
 
@@ -278,23 +280,44 @@ def test_a_stage_refuses_a_bad_value_with_one_line_and_writes_nothing(project, a
     assert snapshot(work) == before and not (work / "mlflow.db").exists()
 
 
-def test_each_job_of_a_sweep_is_checked(tmp_path):
-    """A value only some jobs of a multirun get is refused when such a job starts (Hydra has made the
-    sweep's folder by then); the sweep's MLflow parent run ends FAILED."""
-    env = project_copy(ROOT, tmp_path)
-    cmd = ["python", "pipelines/download.py", "-m", "data.download.retries=-1,-2"]
-    error, _ = run_stage(tmp_path, env, cmd)
-    assert error == "rnnlab: error: data.download.retries=-1 is not allowed; allowed: an integer >= 0"
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("imdb").experiment_id])
-    assert [(run.data.tags["sweep"], run.info.status) for run in runs] == [("parent", "FAILED")]
+def test_a_job_hydra_runs_is_checked_too(tmp_path, monkeypatch, capsys):
+    """What the check before Hydra leaves to Hydra (a value swept in a multirun, a config it cannot compose)
+    is refused when the job starts, before the stage does anything."""
+    main = load_pipeline("download").main
+    monkeypatch.setattr(stage, "check_before_run", lambda *args: None)
+    monkeypatch.setenv("HYDRA_MAIN_MODULE", "__main__")  # conf/ is found beside the script, as when run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))
+    hydra_args = [
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
+    monkeypatch.setattr(sys, "argv", ["download.py", "data.download.retries=-1", *hydra_args])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert exited.value.code == 2
+    error = "rnnlab: error: data.download.retries=-1 is not allowed; allowed: an integer >= 0"
+    assert capsys.readouterr().err.strip().splitlines() == [error]
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]  # Hydra's run folder only
 
 
-def test_sync_params_refuses_a_bad_override_and_rewrites_nothing(project):
-    work, env = project
-    before = {path: path.read_bytes() for path in work.glob("**/params.yaml")}
-    cmd = ["rnnlab", "sync-params", "--task", "forecast", "data.window.horizon=0"]
-    error, stderr = run_stage(work, env, cmd)
-    assert stderr.strip() == error
-    assert error == "rnnlab: error: data.window.horizon=0 is not allowed; allowed: an integer >= 1"
-    assert {path: path.read_bytes() for path in work.glob("**/params.yaml")} == before
+def test_sync_params_refuses_a_bad_override_and_rewrites_nothing(tmp_path, monkeypatch, capsys):
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    for path in [ROOT / "params.yaml", *(ROOT / "pipelines").glob("*/params.yaml")]:
+        (tmp_path / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, tmp_path / path.relative_to(ROOT))
+    before = snapshot(tmp_path), {path: path.read_bytes() for path in tmp_path.glob("**/params.yaml")}
+    monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["sync-params", "--task", "forecast", "data.window.horizon=0"])
+    assert exited.value.code == 2
+    error = "rnnlab: error: data.window.horizon=0 is not allowed; allowed: an integer >= 1"
+    assert capsys.readouterr().err.strip().splitlines() == [error]
+    assert (
+        snapshot(tmp_path),
+        {path: path.read_bytes() for path in tmp_path.glob("**/params.yaml")},
+    ) == before
