@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from rnnlab.errors import RnnlabError
 
 CONFIG_PATH, CONFIG_NAME = "../conf", "config"  # conf/ beside pipelines/
+HYDRA_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
 def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,14 +71,7 @@ def check_before_run(script_dir: Path, argv: list[str] | None = None) -> None:
     from rnnlab.validation import validate
 
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if (
-        args.help
-        or args.hydra_help
-        or args.cfg
-        or args.info
-        or args.shell_completion
-        or args.experimental_rerun
-    ):
+    if any(getattr(args, flag) for flag in HYDRA_INFO_FLAGS):
         return
     config_dir = Path(args.config_dir) if args.config_dir else script_dir / (args.config_path or CONFIG_PATH)
     try:
