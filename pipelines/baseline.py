@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import hydra
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
@@ -20,7 +19,7 @@ from omegaconf import DictConfig
 from rnnlab import baseline, tracking
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.io import atomic_dir, read_json, write_json
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks.classification import (
     labelled_splits,
     length_bucket_edges,
@@ -30,8 +29,7 @@ from rnnlab.tasks.classification import (
 )
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     settings = baseline.BaselineSettings(**{**section(cfg, "baseline"), "C": tuple(cfg.baseline.C)})
     label_names = read_json(resolve_path(cfg.paths.raw_dir) / "source.json")["label_names"]

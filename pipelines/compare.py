@@ -8,7 +8,6 @@ The columns, the ranking and the plots come from the task (rnnlab.tasks.<kind>.C
 
 from pathlib import Path
 
-import hydra
 import mlflow
 import pandas as pd
 from omegaconf import DictConfig
@@ -17,12 +16,11 @@ from rnnlab import tracking
 from rnnlab.comparison import best_model, comparison_table, read_reports, to_markdown
 from rnnlab.config import project_root, resolve_path
 from rnnlab.io import atomic_dir, atomic_file
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import task_module
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     root = project_root()
     task = task_module(cfg)

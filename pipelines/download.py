@@ -6,15 +6,13 @@ RNNLAB_IMDB_SOURCE=../shared/data/imdb/aclImdb_mini.tar.gz python pipelines/down
 RNNLAB_TINYSHAKESPEARE_SOURCE=<path of input.txt> python pipelines/download.py task=charlm
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import task_module
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     summary("download", **task_module(cfg).download(cfg))
 

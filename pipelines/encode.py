@@ -1,6 +1,5 @@
 """DVC stage `encode`: pad/truncate every split to `data.encode.max_len` as memory-mappable int32 arrays."""
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
@@ -8,11 +7,10 @@ from rnnlab.config import resolve_path, section
 from rnnlab.data.encode import pad_and_truncate, token_length_stats
 from rnnlab.data.store import SPLITS, EncodedSplit, ragged_ids, read_split_table
 from rnnlab.io import atomic_dir, read_json, write_json
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     settings = section(cfg, "data.encode")
     prepared = resolve_path(cfg.paths.prepared_dir)

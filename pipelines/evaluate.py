@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
@@ -24,12 +23,11 @@ from rnnlab import tracking
 from rnnlab.config import model_config, project_root, resolve_path
 from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import atomic_dir, read_json
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import task_module
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     task = task_module(cfg)
     name = model_config(cfg)["name"]

@@ -7,18 +7,16 @@ DVC runs it as `export@<model>` (`+model_key=<model>`) and gets `models/<task>/<
 
 import shutil
 
-import hydra
 from omegaconf import DictConfig
 
 from rnnlab.config import model_config, resolve_path
 from rnnlab.errors import LayoutError
 from rnnlab.export import export_model, load_classifier
 from rnnlab.io import atomic_dir, read_json
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     name = model_config(cfg)["name"]
     folder = resolve_path(cfg.paths.models_dir) / name

@@ -6,17 +6,15 @@ character vocabulary and the contiguous split.
 python pipelines/prepare.py [task=forecast]
 """
 
-import hydra
 from omegaconf import DictConfig
 
 from rnnlab.config import resolve_path
 from rnnlab.io import write_json
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import task_module
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     metrics, facts = task_module(cfg).prepare(cfg)
     write_json(resolve_path(cfg.paths.reports_dir) / "data" / "prepare.json", metrics)

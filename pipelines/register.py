@@ -10,7 +10,6 @@ choice and the local files `rnnlab predict` uses by default.
 import math
 from pathlib import Path
 
-import hydra
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,7 +17,7 @@ from rnnlab.config import project_root, resolve_path
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_json, write_json
 from rnnlab.serving import ARTIFACT_FILES, log_text_model
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tracking import tracking_uri
 
 ALIAS = "champion"
@@ -46,8 +45,7 @@ def shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> None:
     root = project_root()
     task = cfg.data.name

@@ -11,7 +11,6 @@ DVC runs it as `train@<model>` on the task's params.yaml (dvc.yaml, pipelines/<t
 import time
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
@@ -21,7 +20,7 @@ from rnnlab import run_logger, tracking
 from rnnlab.config import model_config, project_root, resolve_path, section
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.summary import model_summary
-from rnnlab.stage import report_errors, summary
+from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import Built, task_module
 from rnnlab.training import (
     build_callbacks,
@@ -32,8 +31,7 @@ from rnnlab.training import (
 )
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-@report_errors
+@entry_point
 def main(cfg: DictConfig) -> float:
     root = project_root()
     L.seed_everything(cfg.seed, workers=True)

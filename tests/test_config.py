@@ -80,5 +80,5 @@ def test_model_config_follows_model_key_or_the_model_group(project_root):
     assert model_config(compose_cfg(project_root, ["model=gru"]))["name"] == "gru"
     dvc_style = compose_cfg(project_root, ["+model_key=bilstm", "models.bilstm.hidden_size=7"])
     assert model_config(dvc_style)["name"] == "bilstm" and model_config(dvc_style)["hidden_size"] == 7
-    with pytest.raises(ConfigError, match=r"model_key='transformer' is not allowed; choose one of: rnn"):
+    with pytest.raises(ConfigError, match=r"model_key='transformer' is not allowed; allowed: one of rnn"):
         model_config(compose_cfg(project_root, ["+model_key=transformer"]))

@@ -96,4 +96,4 @@ def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_r
     assert text.startswith("ROMEO:") and len(text.rstrip("\n")) >= len("ROMEO:") + 40
     refused = run(["python", "pipelines/train.py", "task=charlm", "model=bilstm", "experiment=smoke_charlm"],
                   work, env, expect_rc=2)
-    assert "model.bidirectional=true is not allowed for the charlm task" in refused
+    assert "model.bidirectional=true is not allowed; allowed: false (a language model generates" in refused

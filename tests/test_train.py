@@ -206,7 +206,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, project_root, da
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("model.cell=transformer", "model.cell='transformer' is not allowed; choose one of: rnn, lstm, gru"),
+    ("model.cell=transformer", "model.cell='transformer' is not allowed; allowed: one of rnn, lstm, gru"),
     ("model.pooling=sum", "model.pooling='sum' is not allowed"),
     ("optim.scheduler=cosine", "optim.scheduler='cosine' is not allowed"),
 ])

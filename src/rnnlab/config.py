@@ -44,5 +44,5 @@ def model_config(cfg: DictConfig) -> dict[str, Any]:
     if key is None:
         return section(cfg, "model")
     if OmegaConf.select(cfg, f"models.{key}") is None:
-        raise ConfigError(f"model_key={key!r} is not allowed; choose one of: {', '.join(cfg.models)}")
+        raise ConfigError(f"model_key={key!r} is not allowed; allowed: one of {', '.join(cfg.models)}")
     return section(cfg, f"models.{key}")

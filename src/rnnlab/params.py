@@ -11,9 +11,11 @@ import tempfile
 from pathlib import Path
 
 from dvc.utils.hydra import compose_and_dump
+from omegaconf import OmegaConf
 
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_file
+from rnnlab.validation import validate
 
 DEFAULT_TASK = "imdb"
 
@@ -48,6 +50,7 @@ def sync_params(
         raise ConfigError(f"task {task!r} is not allowed; choose one of: {', '.join(tasks(root))}")
     target = params_path(root, task)
     composed = compose_params(root, [f"task={task}", *(overrides or [])])
+    validate(OmegaConf.create(composed))
     in_sync = target.is_file() and target.read_text(encoding="utf-8") == composed
     if not in_sync and not check:
         with atomic_file(target, encoding="utf-8") as handle:

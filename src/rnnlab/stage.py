@@ -1,13 +1,21 @@
-"""Shared behaviour of the pipeline entry points: friendly errors and a one-line summary."""
+"""Shared behaviour of the pipeline entry points: the config checked before any work, friendly errors and a
+one-line summary."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from rnnlab.errors import RnnlabError
+
+CONFIG_PATH, CONFIG_NAME = "../conf", "config"  # conf/ beside pipelines/
+HYDRA_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
 def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,6 +30,60 @@ def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """`hydra.main` for a pipeline stage, with every config value validated (rnnlab.validation) before Hydra
+    creates its run folder and log file, and again at the start of each job of a multirun. A bad value, like
+    any RnnlabError, ends the stage with one `rnnlab: error:` line and exit status 2."""
+    import hydra  # here, not at the top: `rnnlab predict` imports this module and needs no Hydra
+
+    from rnnlab.validation import validate
+
+    @report_errors
+    @functools.wraps(fn)
+    def job(cfg: DictConfig) -> Any:
+        validate(cfg)
+        return fn(cfg)
+
+    run = hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")(job)
+    script_dir = Path(inspect.getfile(fn)).resolve().parent
+
+    @functools.wraps(fn)
+    def main() -> Any:
+        report_errors(check_before_run)(script_dir)
+        return run()
+
+    return main
+
+
+def check_before_run(script_dir: Path, argv: list[str] | None = None) -> None:
+    """Compose the config this command line asks Hydra for and validate it, before Hydra writes anything.
+
+    Hydra's information requests (--help, --cfg, ...) and command lines it cannot compose as one run are
+    left to Hydra, which reports them in its own words (and `entry_point` validates each job it runs). In a
+    multirun the overrides common to every job are checked here.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser  # hydra.main's own command-line parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from rnnlab.validation import validate
+
+    args = get_args_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if any(getattr(args, flag) for flag in HYDRA_INFO_FLAGS):
+        return
+    config_dir = Path(args.config_dir) if args.config_dir else script_dir / (args.config_path or CONFIG_PATH)
+    try:
+        overrides = list(args.overrides)
+        if args.multirun:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            overrides = [override.input_line for override in parsed if not override.is_sweep_override()]
+        with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
+            cfg = compose(args.config_name or CONFIG_NAME, overrides)
+    except Exception:  # noqa: BLE001 - Hydra composes it again and reports what is wrong
+        return
+    validate(cfg)
 
 
 def summary(stage: str, **facts: Any) -> None:
