@@ -42,14 +42,16 @@ def main(cfg: DictConfig) -> float:
     model = built.model
     out_dir = resolve_path(cfg.paths.models_dir) / model_cfg["name"]
     resume = resume_checkpoint(cfg.ckpt_path, out_dir / "checkpoints")
+    digest = tracking.data_fingerprint(task.data_dir(cfg))
+    uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
     logger = run_logger.make_logger(
         task=cfg.logger.experiment_name,
         model=model_cfg["name"],
-        uri=tracking.tracking_uri(cfg.logger.tracking_uri, root),
+        uri=uri,
         root=root,
         tags={
             "git_commit": tracking.git_commit(root),
-            "data_hash": tracking.data_fingerprint(task.data_dir(cfg)),
+            "data_hash": digest,
             "model": model_cfg["name"],
             "cell": model_cfg["cell"],
         },
@@ -62,14 +64,19 @@ def main(cfg: DictConfig) -> float:
     )
     callbacks += task.callbacks(cfg, model_cfg, data, diagnostics_dir)
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
-    record_run_setup(logger, cfg, built, trainer, resumed=resume is not None)
+    logger.follow(trainer)
+    record_run_setup(logger, cfg, model_cfg, built, data, trainer, digest, resumed=resume is not None)
     started = time.perf_counter()
-    trainer.fit(model, datamodule=data, ckpt_path=resume)
+    sampling = (cfg.logger.system_metrics, cfg.logger.system_metrics_s)
+    with run_logger.system_metrics(logger.run_id, uri, *sampling):
+        trainer.fit(model, datamodule=data, ckpt_path=resume)
     train_seconds = time.perf_counter() - started
     # trainer.test() below resets callback_metrics: read the training throughput now.
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
     best = trainer.checkpoint_callback.best_model_score
     best = float(best) if best is not None else float("nan")
+    best_path = Path(trainer.checkpoint_callback.best_model_path)
+    logger.pin(run_logger.checkpoint_step(best_path))  # test and final metrics: at the best epoch's step
     test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0] if task.HAS_TEST else {}
     if trainer.is_global_zero:
         report = {
@@ -82,8 +89,10 @@ def main(cfg: DictConfig) -> float:
             "train_seq_per_s": train_seq_per_s,
             **{k: float(v) for k, v in test.items()},
         }
-        artifacts = [*task.artifacts(cfg), Path(trainer.checkpoint_callback.best_model_path)]
-        write_outputs(cfg, model, logger, artifacts, report, out_dir)
+        write_outputs(cfg, model, logger, task.artifacts(cfg), report, out_dir)
+        description = run_logger.describe(model_cfg, cfg.task.monitor, best, logger.pinned, report)
+        name = f"{cfg.logger.experiment_name}-{model_cfg['name']}"
+        run_logger.log_run_model(logger, name, model, data, best_path, description)
     return best
 
 
@@ -93,11 +102,12 @@ def best_key(cfg: DictConfig) -> str:
 
 
 def record_run_setup(
-    logger: MLFlowLogger, cfg: DictConfig, built: Built, trainer: L.Trainer, resumed: bool
+    logger: MLFlowLogger, cfg: DictConfig, model_cfg: dict, built: Built, data: L.LightningDataModule,
+    trainer: L.Trainer, digest: str, resumed: bool,
 ) -> None:
-    """Params (the resolved config and model facts) and the device tags, before training starts."""
+    """Params (the trained config and model facts), datasets and device tags, before training starts."""
     facts = {**built.params, "param_count": sum(p.numel() for p in built.model.parameters())}
-    run_logger.log_params(logger, {**OmegaConf.to_container(cfg, resolve=True), **facts}, resumed)
+    run_logger.record_setup(logger, cfg, model_cfg, facts, data, digest, resumed)
     run = logger.experiment
     run.set_tag(logger.run_id, "device", run_logger.device_name(trainer.strategy.root_device))
     run.set_tag(logger.run_id, "world_size", str(trainer.world_size))
@@ -123,7 +133,7 @@ def write_outputs(
     run.log_text(logger.run_id, text, "model_summary.txt")
     run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     for path in artifacts:
-        run.log_artifact(logger.run_id, str(path), "checkpoints" if path.suffix == ".ckpt" else None)
+        run.log_artifact(logger.run_id, str(path))
     tests = {k.replace("/", "_"): round(v, 4) for k, v in report.items() if k.startswith("test/")}
     summary("train", **{k: report[k] for k in ("model", "params", "epochs", key)}, **tests)
 

@@ -13,6 +13,7 @@ from rnnlab.errors import ConfigError
 
 SCHEDULERS = ("plateau", "onecycle", "none")
 MODES = ("min", "max")
+LR_NAME = "lr"  # LearningRateMonitor's name for the learning rate (else `lr-AdamW`)
 
 
 def check_optim(scheduler: str, mode: str) -> None:
@@ -35,12 +36,17 @@ class RecurrentTaskModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return optimizer
+        if hp.scheduler == "none":  # a constant schedule: named, so the learning rate is logged as `lr` too
+            constant = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": constant, "name": LR_NAME}}
         if hp.scheduler == "onecycle":
             schedule = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=hp.lr, total_steps=int(self.trainer.estimated_stepping_batches)
             )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step", "name": LR_NAME},
+            }
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=hp.mode, factor=0.5, patience=1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "monitor": hp.monitor}}
+        scheduler = {"scheduler": schedule, "monitor": hp.monitor, "name": LR_NAME}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,5 +1,6 @@
 """MLflow: where runs go, how they are named, and the facts a run is tagged with (no Lightning or torch here:
-`rnnlab predict` and the sweep callback import it). The Lightning logger of a training run: run_logger.py."""
+`rnnlab predict` and the sweep callback import it). The Lightning logger of a training run: run_logger.py;
+datasets: tracking.datasets; a run's model: tracking.logged_model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import mlflow
 
 PARENT_RUN_ENV = "RNNLAB_MLFLOW_PARENT_RUN_ID"
+SOURCE_TAG, STAGE_TAG = "rnnlab.source", "rnnlab.stage"  # who started a run: dvc (+ its stage), sweep, run
 
 
 def tracking_uri(configured: str | None, root: Path) -> str:
@@ -30,6 +32,15 @@ def ensure_experiment(name: str, uri: str, root: Path) -> str:
 
 def run_name(task: str, model: str) -> str:
     return f"{task}-{model}-{uuid.uuid4().hex[:6]}"
+
+
+def source_tags() -> dict[str, str]:
+    """`rnnlab.source`: `dvc` inside a DVC stage (which DVC names in `$DVC_STAGE`, tagged `rnnlab.stage`, e.g.
+    `train@gru`), `sweep` in a Hydra multirun, else `run`. The pipeline's own runs are found by these."""
+    stage = os.environ.get("DVC_STAGE")
+    if stage:
+        return {SOURCE_TAG: "dvc", STAGE_TAG: stage}
+    return {SOURCE_TAG: "sweep" if os.environ.get(PARENT_RUN_ENV) else "run"}
 
 
 def git_commit(root: Path) -> str:
