@@ -1,4 +1,5 @@
-"""Compare the trained models of a task: `<reports_dir>/compare.{md,csv}`, PNG plots, and an MLflow run.
+"""Compare the trained models of a task: `<reports_dir>/compare.{md,csv}`, PNG plots, and an MLflow run that
+holds the table, the plots and links to the compared runs.
 
     python pipelines/compare.py                      # after train@ and evaluate@ of every model
     python pipelines/compare.py compare.models=[lstm,gru]
@@ -13,11 +14,11 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from rnnlab import tracking
-from rnnlab.comparison import best_model, comparison_table, read_reports, to_markdown
+from rnnlab.comparison import best_model, comparison_table, read_reports, to_markdown, verdict
 from rnnlab.config import project_root, resolve_path
 from rnnlab.io import atomic_dir, atomic_file
 from rnnlab.stage import entry_point, summary
-from rnnlab.tasks import task_module
+from rnnlab.tasks import Comparison, task_module
 
 
 @entry_point
@@ -33,30 +34,42 @@ def main(cfg: DictConfig) -> None:
     with atomic_dir(reports_dir / "compare") as folder:
         task.compare_plots(table, folder)
     best = best_model(table, task.COMPARE)
-    log_comparison(cfg, root, reports_dir, table, best, task.COMPARE.columns)
+    log_comparison(cfg, root, reports_dir, table, best, task.COMPARE)
     ranked = {task.COMPARE.rank_by: round(table.at[best, task.COMPARE.rank_by], 4)}
     summary("compare", models=",".join(table.index), best=best, **ranked)
 
 
 def log_comparison(
-    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, columns: dict
+    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, spec: Comparison
 ) -> None:
-    """An MLflow run `<task>-compare-<id>` with the table, the plots and each model's headline numbers."""
+    """An MLflow run `<task>-compare-<id>`: the table (`log_table`: no per-model metrics in the charts), the
+    plots, the compared runs (tag and links) and a description naming the winner and its margin."""
     task = cfg.logger.experiment_name
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
     client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = tracking.ensure_experiment(task, uri, root)
+    runs = table["run_id"].dropna().to_dict()
+    links = ", ".join(f"[{m}](#/experiments/{experiment}/runs/{run_id})" for m, run_id in runs.items())
     run = client.create_run(
-        tracking.ensure_experiment(task, uri, root),
+        experiment,
         run_name=tracking.run_name(task, "compare"),
-        tags={"comparison": "true", "best_model": best, "git_commit": tracking.git_commit(root)},
+        tags={
+            "comparison": "true",
+            "best_model": best,
+            "compared_runs": ",".join(f"{model}:{run_id}" for model, run_id in runs.items()),
+            "git_commit": tracking.git_commit(root),
+            "mlflow.note.content": f"{verdict(table, best, spec)}. Runs: {links}",
+            **tracking.source_tags(),
+        },
     )
-    for model, row in table[list(columns)].iterrows():  # the task's columns (bucket names are no metric keys)
-        for column, value in row.items():
-            client.log_metric(run.info.run_id, f"{model}/{column}", float(value))
+    run_id = run.info.run_id
+    client.log_param(run_id, "compare/models", ",".join(table.index))
+    client.log_param(run_id, "compare/rank_by", spec.rank_by)
+    client.log_table(run_id, table.reset_index(), "comparison.json")
     for name in ("compare.md", "compare.csv"):
-        client.log_artifact(run.info.run_id, str(reports_dir / name))
-    client.log_artifacts(run.info.run_id, str(reports_dir / "compare"), "plots")
-    client.set_terminated(run.info.run_id)
+        client.log_artifact(run_id, str(reports_dir / name))
+    client.log_artifacts(run_id, str(reports_dir / "compare"), "plots")
+    client.set_terminated(run_id)
 
 
 if __name__ == "__main__":

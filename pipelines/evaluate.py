@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Run
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
@@ -38,15 +38,14 @@ def main(cfg: DictConfig) -> None:
     if not task.data_dir(cfg).is_dir():
         raise LayoutError(f"{task.data_dir(cfg)} is missing: run the data stages of the pipeline first")
     client = MlflowClient(tracking_uri=tracking.tracking_uri(cfg.logger.tracking_uri, project_root()))
-    run_id = training_run(client, train_report, name)
+    run = training_run(client, train_report, name)
 
     data = task.datamodule(cfg)
     model = task.load_model(checkpoint)
     with atomic_dir(reports_dir / "eval" / name) as folder:
         result = task.evaluate(cfg, name, model, data, folder)
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in result.mlflow.items()])
-        client.log_artifacts(run_id, str(folder), "eval")
+        client.log_batch(run.info.run_id, metrics=new_metrics(run, result.mlflow))
+        client.log_artifacts(run.info.run_id, str(folder), "eval")
     summary("evaluate", model=name, **result.summary)
 
 
@@ -57,19 +56,27 @@ def required(path: Path, stage: str) -> Path:
     return path
 
 
-def training_run(client: MlflowClient, train_report: Path, name: str) -> str:
-    """The id of the MLflow run that trained the model; it must exist in the store the evaluation logs to."""
+def new_metrics(run: Run, metrics: dict[str, float]) -> list[Metric]:
+    """The evaluation's metrics the run lacks (training already logged `test/acc`, `test/f1`, ... of the same
+    checkpoint: one name, one value), at the step of the checkpoint's epoch (the step of the run's model)."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    step = outputs[0].step if outputs else 0
+    now = int(time.time() * 1000)
+    return [Metric(k, v, now, step) for k, v in metrics.items() if k not in run.data.metrics]
+
+
+def training_run(client: MlflowClient, train_report: Path, name: str) -> Run:
+    """The MLflow run that trained the model; it must exist in the store the evaluation logs to."""
     run_id = read_json(train_report).get("run_id")
     if not run_id:
         raise LayoutError(f"{train_report} has no run_id: run `dvc repro -f train@{name}`")
     try:
-        client.get_run(run_id)
+        return client.get_run(run_id)
     except MlflowException as error:
         raise ConfigError(
             f"MLflow run {run_id} (from {train_report}) is not in the tracking store {client.tracking_uri}: "
             f"set logger.tracking_uri to the store that train@{name} logged to"
         ) from error
-    return run_id
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
-"""DVC stage `register`: log the best model (by `val_acc_best`) as an MLflow pyfunc on raw text, register it
-as `<task>-sentiment` (or `registry.model_name`) and point the alias `champion` at the new version.
+"""DVC stage `register`: log the best model (by `val_acc_best`, rnnlab.ranking's rule) as an MLflow pyfunc on
+raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point the alias `champion` at the
+new version, with a description and tags (cell, data digest, val accuracy).
 
     python pipelines/register.py
     mlflow models serve -m models:/imdb-sentiment@champion --env-manager local   # then serve it
-The pyfunc goes to the winning training run (artifact path `model`); `reports/register.json` records the
-choice and the local files `rnnlab predict` uses by default.
+The pyfunc goes to the winning training run (artifact path `model`), at the step of its best checkpoint's
+epoch, so the version shows that epoch's metrics; `reports/register.json` records the choice and the local
+files `rnnlab predict` uses by default.
 """
 
-import math
 from pathlib import Path
 
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab import ranking
 from rnnlab.config import project_root, resolve_path
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_json, write_json
@@ -23,21 +25,43 @@ from rnnlab.tracking import tracking_uri
 ALIAS = "champion"
 
 
-def best_report(folder: Path) -> dict:
-    """The training report (`reports/train/<model>.json`) with the highest `val_acc_best`; ties: by name."""
+def best_report(folder: Path, key: str = "val_acc_best") -> dict:
+    """The training report (`reports/train/<model>.json`) with the highest `key` (ties: rnnlab.ranking)."""
     reports = [read_json(path) for path in sorted(folder.glob("*.json"))]
     for report in reports:
-        missing = [key for key in ("model", "run_id", "val_acc_best") if key not in report]
+        missing = [k for k in ("model", "run_id", key) if k not in report]
         if missing:
             raise RnnlabError(f"a training report in {folder} lacks {', '.join(missing)}: {report}")
-    scored = [report for report in reports if _is_number(report["val_acc_best"])]
-    if not scored:
-        raise RnnlabError(f"no training report with a val_acc_best in {folder}: run `dvc repro` first")
-    return max(scored, key=lambda report: report["val_acc_best"])
+    try:
+        winner = ranking.best({report["model"]: report[key] for report in reports}, higher_is_better=True)
+    except RnnlabError:
+        raise RnnlabError(f"no training report with a {key} in {folder}: run `dvc repro` first") from None
+    return next(report for report in reports if report["model"] == winner)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+def describe_version(client: MlflowClient, name: str, version: int, best: dict) -> None:
+    """The version's description and tags: cell, data digest, validation accuracy, the training run."""
+    run = client.get_run(best["run_id"])
+    tags = {
+        "cell": run.data.tags.get("cell", best["model"]),
+        "data_digest": run.data.tags.get("data_hash", "unknown"),
+        "val_acc": f"{best['val_acc_best']:.4f}",
+        "training_run": best["run_id"],
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    test = f", test accuracy {best['test/acc']:.4f}" if "test/acc" in best else ""
+    text = (
+        f"{best['model']} ({tags['cell']}), best of the compared cells by validation accuracy: "
+        f"{best['val_acc_best']:.4f}{test}; data {tags['data_digest']}; training run {best['run_id']}."
+    )
+    client.update_model_version(name, str(version), description=text)
+
+
+def model_step(client: MlflowClient, run_id: str) -> int:
+    """The step of the run's first model (the best checkpoint's epoch), else 0."""
+    outputs = client.get_run(run_id).outputs
+    return outputs.model_outputs[0].step if outputs and outputs.model_outputs else 0
 
 
 def shown(path: Path, root: Path) -> str:
@@ -58,9 +82,19 @@ def main(cfg: DictConfig) -> None:
         "meta": resolve_path(cfg.paths.encoded_dir) / ARTIFACT_FILES["meta"],
     }
     uri = tracking_uri(cfg.logger.tracking_uri, root)
-    info = log_text_model(best["run_id"], files["model"].parent, files["vocab"], files["meta"], uri, name)
+    client = MlflowClient(uri)
+    info = log_text_model(
+        best["run_id"],
+        files["model"].parent,
+        files["vocab"],
+        files["meta"],
+        uri,
+        name,
+        step=model_step(client, best["run_id"]),
+    )
     version = int(info.registered_model_version)
-    MlflowClient(uri).set_registered_model_alias(name, ALIAS, version)
+    client.set_registered_model_alias(name, ALIAS, version)
+    describe_version(client, name, version, best)
     write_json(
         reports / "register.json",
         {
@@ -75,8 +109,13 @@ def main(cfg: DictConfig) -> None:
             "files": {key: shown(path, root) for key, path in files.items()},
         },
     )
-    summary("register", model=best["model"], registered=f"{name}@{ALIAS}", version=version,
-            val_acc_best=round(best["val_acc_best"], 4))
+    summary(
+        "register",
+        model=best["model"],
+        registered=f"{name}@{ALIAS}",
+        version=version,
+        val_acc_best=round(best["val_acc_best"], 4),
+    )
 
 
 if __name__ == "__main__":

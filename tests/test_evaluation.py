@@ -132,9 +132,9 @@ def test_empty_buckets_have_no_accuracy():
     result = evaluate(binary_case(), [10, 20, 400])
     assert [(b.name, b.n, b.acc) for b in result.buckets][:2] == [("<=10", 0, None), ("11-20", 0, None)]
     metrics = mlflow_metrics(result)
-    assert "eval/acc_len_le10" not in metrics and metrics["eval/n_len_le10"] == 0
-    assert metrics["eval/acc_len_gt400"] == 0.0 and metrics["eval/n_len_21_400"] == 7
-    assert metrics["eval/test_acc"] == pytest.approx(5 / 8)
+    assert "test/acc_len_le10" not in metrics and metrics["test/n_len_le10"] == 0
+    assert metrics["test/acc_len_gt400"] == 0.0 and metrics["test/n_len_21_400"] == 7
+    assert metrics["test/acc"] == pytest.approx(5 / 8)
 
 
 @pytest.mark.parametrize(
@@ -227,9 +227,9 @@ def test_evaluate_logs_to_the_training_run(evaluated):
     logged = runs[0].data.metrics
     metrics = json.loads((work / "reports" / "eval" / "gru" / "metrics.json").read_text())
     for key in ("acc", "precision", "recall", "f1", "auroc", "loss"):
-        assert logged[f"eval/test_{key}"] == pytest.approx(metrics[key]), key
-    assert logged["eval/acc_len_gt10"] == pytest.approx(metrics["length_buckets"][">10"]["acc"])
-    assert logged["eval/n_len_6_10"] == metrics["length_buckets"]["6-10"]["n"]
+        assert logged[f"test/{key}"] == pytest.approx(metrics[key]), key
+    assert logged["test/acc_len_gt10"] == pytest.approx(metrics["length_buckets"][">10"]["acc"])
+    assert logged["test/n_len_6_10"] == metrics["length_buckets"]["6-10"]["n"]
     artifacts = {a.path for a in client.list_artifacts(train["run_id"], "eval")}
     assert artifacts == {"eval/metrics.json", "eval/plots"}
     images = {a.path for a in client.list_artifacts(train["run_id"], "eval/plots")}

@@ -97,7 +97,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
     """`--checkpoint`, else the best checkpoint of `--model`, else of the cell the charlm comparison ranks
-    first (the paths come from pipelines/charlm/params.yaml)."""
+    first (rnnlab.ranking on compare.csv; the paths come from pipelines/charlm/params.yaml)."""
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise RnnlabError(f"no checkpoint at {checkpoint}")
@@ -118,7 +118,11 @@ def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
             )
         import pandas as pd
 
-        cell = str(pd.read_csv(table, index_col="model")["val_nats"].idxmin())
+        from rnnlab.ranking import best
+        from rnnlab.tasks.charlm import COMPARE
+
+        ranked = pd.read_csv(table, index_col="model")[COMPARE.rank_by]
+        cell = best(ranked.to_dict(), COMPARE.higher_is_better, COMPARE.rank_by)
     path = resolve_path(paths.models_dir, root) / cell / "checkpoints" / "best.ckpt"
     if not path.is_file():
         raise RnnlabError(f"no checkpoint for {cell!r} at {path}: run `dvc repro pipelines/charlm/dvc.yaml`")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnlab import ranking
 from rnnlab.errors import LayoutError
 from rnnlab.io import read_json
 from rnnlab.tasks import Comparison
@@ -55,9 +56,24 @@ def length_buckets(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_model(table: pd.DataFrame, spec: Comparison) -> str:
-    """The model ranked first by the task's validation column."""
+    """The model ranked first by the task's validation column (rnnlab.ranking: ties go to the first name)."""
+    return ranking.best(table[spec.rank_by].to_dict(), spec.higher_is_better, spec.rank_by)
+
+
+def verdict(table: pd.DataFrame, best: str, spec: Comparison) -> str:
+    """One line naming the winner and its margin over the runner-up, e.g. `gru wins on val_acc: 81.00%,
+    +2.00 points ahead of lstm (79.00%)`."""
     column = table[spec.rank_by].astype(float)
-    return str(column.idxmax() if spec.higher_is_better else column.idxmin())
+    percent = spec.rank_by in spec.percent
+    shown = (lambda v: f"{100 * v:.2f}%") if percent else (lambda v: f"{v:.4f}")
+    text = f"{best} wins on {spec.rank_by}: {shown(column[best])}"
+    others = column.drop(best).dropna()
+    if others.empty:
+        return text
+    runner_up = ranking.best(others.to_dict(), spec.higher_is_better)
+    margin = abs(column[best] - column[runner_up])
+    gap = f"{100 * margin:.2f} points" if percent else f"{margin:.4f}"
+    return text + f", {gap} ahead of {runner_up} ({shown(column[runner_up])})"
 
 
 def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:

@@ -187,13 +187,13 @@ def metrics_report(result: Evaluation) -> dict[str, Any]:
 
 
 def mlflow_metrics(result: Evaluation) -> dict[str, float]:
-    """`eval/test_<score>`, `eval/test_n`, and `eval/acc_len_<bucket>` / `eval/n_len_<bucket>` per bucket."""
-    metrics = {f"eval/test_{key}": value for key, value in result.scores.items()}
-    metrics["eval/test_n"] = float(result.n)
+    """`test/<score>`, `test/n`, and `test/acc_len_<bucket>` / `test/n_len_<bucket>` per bucket."""
+    metrics = {f"test/{key}": value for key, value in result.scores.items()}
+    metrics["test/n"] = float(result.n)
     for bucket in result.buckets:
-        metrics[f"eval/n_len_{metric_key(bucket.name)}"] = float(bucket.n)
+        metrics[f"test/n_len_{metric_key(bucket.name)}"] = float(bucket.n)
         if bucket.acc is not None:
-            metrics[f"eval/acc_len_{metric_key(bucket.name)}"] = bucket.acc
+            metrics[f"test/acc_len_{metric_key(bucket.name)}"] = bucket.acc
     return metrics
 
 

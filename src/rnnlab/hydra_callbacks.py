@@ -4,7 +4,7 @@ Enabled in conf/config.yaml (`hydra.callbacks`). The parent is created before th
 (which also creates the experiment once, before jobs could race on an SQLite store); jobs find its id in
 `$RNNLAB_MLFLOW_PARENT_RUN_ID` (see `run_logger.make_logger`). When the sweep ends, the parent records
 the number of children and the best child by the task's monitored metric (`<task.monitor>_best`, e.g.
-`val/acc_best`, highest or lowest as `task.mode` says) as `sweep/best_<metric>`.
+`val/acc_best`, highest or lowest as `task.mode` says; ties: rnnlab.ranking) as `sweep/best_<metric>`.
 """
 
 from __future__ import annotations
@@ -72,10 +72,12 @@ class MlflowSweepParent(Callback):
         )
         self.client.log_metric(self.parent_id, "sweep/children", len(children))
         metric = f"{self.monitor}_best"
-        scored = [run for run in children if metric in run.data.metrics]
-        if scored:
-            pick = max if self.mode == "max" else min
-            best = pick(scored, key=lambda run: run.data.metrics[metric])
+        scores = {run.info.run_name: run.data.metrics.get(metric) for run in children}
+        if any(metric in run.data.metrics for run in children):
+            from rnnlab import ranking
+
+            winner = ranking.best(scores, higher_is_better=self.mode == "max", what=metric)
+            best = next(run for run in children if run.info.run_name == winner)
             name = "sweep/best_" + self.monitor.replace("/", "_")
             self.client.log_metric(self.parent_id, name, best.data.metrics[metric])
             self.client.set_tag(self.parent_id, "best_child_run", best.info.run_name)

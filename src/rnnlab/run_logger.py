@@ -108,8 +108,13 @@ def log_params(logger: MLFlowLogger, params: dict[str, Any], resumed: bool) -> N
 
 
 def record_setup(
-    logger: MLFlowLogger, cfg: DictConfig, model_cfg: dict[str, Any], facts: dict[str, Any],
-    data: L.LightningDataModule, digest: str, resumed: bool,
+    logger: MLFlowLogger,
+    cfg: DictConfig,
+    model_cfg: dict[str, Any],
+    facts: dict[str, Any],
+    data: L.LightningDataModule,
+    digest: str,
+    resumed: bool,
 ) -> None:
     """Params (`run_params` and `facts`) and the train/val/test datasets of a run; rank 0 only."""
     if rank_zero_only.rank != 0:
@@ -121,8 +126,12 @@ def record_setup(
 
 
 def log_run_model(
-    logger: EpochMLFlowLogger, name: str, module: L.LightningModule, data: L.LightningDataModule,
-    checkpoint: Path, description: str,
+    logger: EpochMLFlowLogger,
+    name: str,
+    module: L.LightningModule,
+    data: L.LightningDataModule,
+    checkpoint: Path,
+    description: str,
 ) -> None:
     """The best checkpoint as the run's MLflow model `name` (at the pinned step: the checkpoint's epoch),
     and the run's description."""

@@ -269,6 +269,7 @@ def log_text_model(
     tracking_uri: str,
     registered_name: str | None = None,
     text_column: str = TEXT_COLUMN,
+    step: int = 0,
 ) -> ModelInfo:
     """Log the pyfunc (artifact path `model`) to run `run_id`; register it as `registered_name` if given.
 
@@ -293,6 +294,7 @@ def log_text_model(
                 input_example=pd.DataFrame({TEXT_COLUMN: EXAMPLE_TEXTS}),
                 model_config={"text_column": text_column},
                 registered_model_name=registered_name,
+                step=step,  # the model shows the run's metrics at this step
             )
     except MlflowException as error:
         raise RnnlabError(f"cannot log a model to run {run_id} at {tracking_uri}: {error.message}") from None

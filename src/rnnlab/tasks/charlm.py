@@ -130,7 +130,7 @@ def evaluate(cfg: DictConfig, name: str, model: CharLanguageModel, data: CharLMD
         for temperature in cfg.eval.temperatures:
             text = model.sample(prompt, length, temperature=float(temperature), seed=cfg.seed)
             handle.write(f"--- {name}, temperature {temperature} ---\n{text}\n\n")
-    mlflow = {"eval/val_nats_per_char": nats, "eval/val_bits_per_char": report["bits_per_char"]}
+    mlflow = {"val/bpc_best": report["bits_per_char"]}  # nats: the run's val/loss_best already
     return Evaluated(report, mlflow, {"nats": f"{nats:.4f}", "bpc": f"{report['bits_per_char']:.4f}"})
 
 

@@ -140,7 +140,7 @@ def evaluate(cfg: DictConfig, name: str, model: SequenceForecaster, data: Foreca
         title=f"Test forecast vs actual, {name} (horizon {test.horizon})", steps=table["step"],
         ylabel=prepared.target,
     )
-    mlflow = {f"eval/test_{key}": float(value) for key, value in report.items() if key != "seasonal_period"}
+    mlflow = {f"test/{key}": float(value) for key, value in report.items() if key != "seasonal_period"}
     facts = {k: f"{report[k]:.4f}" for k in ("mae", "rmse", "mape", "naive_mae", "seasonal_naive_mae")}
     return Evaluated(report, mlflow, facts)
 

@@ -38,15 +38,23 @@ def split_profiles(data: Any) -> dict[str, dict[str, Any]]:
         profiles = {}
         for split, encoded in data.splits.items():
             counts = np.bincount(np.asarray(encoded.labels), minlength=len(names))
-            profiles[split] = {"rows": int(len(encoded.labels)),
-                               "class_counts": {str(n): int(c) for n, c in zip(names, counts, strict=True)}}
+            profiles[split] = {
+                "rows": int(len(encoded.labels)),
+                "class_counts": {str(n): int(c) for n, c in zip(names, counts, strict=True)},
+            }
         return profiles
     data.setup("fit")
     return {split: {"rows": int(len(dataset))} for split, dataset in data.datasets.items()}
 
 
-def log_datasets(client: MlflowClient, run_id: str, name: str, digest: str, source: str | None,
-                 profiles: dict[str, dict[str, Any]]) -> None:
+def log_datasets(
+    client: MlflowClient,
+    run_id: str,
+    name: str,
+    digest: str,
+    source: str | None,
+    profiles: dict[str, dict[str, Any]],
+) -> None:
     """Log one MLflow dataset per split to the run (context tag = the split)."""
     source_type = "http" if source and source.startswith(("http://", "https://")) else "local"
     inputs = []
@@ -60,4 +68,3 @@ def log_datasets(client: MlflowClient, run_id: str, name: str, digest: str, sour
         )
         inputs.append(DatasetInput(dataset, tags=[InputTag(CONTEXT_TAG, split)]))
     client.log_inputs(run_id, datasets=inputs)
-

@@ -65,8 +65,9 @@ def input_example(module: L.LightningModule, batch: dict[str, torch.Tensor]) -> 
     call = call.forward if isinstance(call, torch.nn.Module) else call
     names = [p.name for p in inspect.signature(call).parameters.values() if p.default is p.empty]
     entries = iter([v for k, v in batch.items() if k not in TARGET_KEYS and k not in names])
-    return {name: (batch[name] if name in batch else next(entries))[:EXAMPLE_ROWS].cpu().numpy()
-            for name in names}
+    return {
+        name: (batch[name] if name in batch else next(entries))[:EXAMPLE_ROWS].cpu().numpy() for name in names
+    }
 
 
 def signature(example: dict[str, np.ndarray], output: np.ndarray) -> ModelSignature:
@@ -76,7 +77,11 @@ def signature(example: dict[str, np.ndarray], output: np.ndarray) -> ModelSignat
 
 
 def log_checkpoint_model(
-    run_id: str, name: str, checkpoint: Path, module: L.LightningModule, batch: dict[str, torch.Tensor],
+    run_id: str,
+    name: str,
+    checkpoint: Path,
+    module: L.LightningModule,
+    batch: dict[str, torch.Tensor],
     step: int,
 ) -> ModelInfo:
     """Log `checkpoint` as pyfunc model `name` of run `run_id` at `step` (uses the process's tracking URI)."""
