@@ -70,7 +70,8 @@ GRU_PARAMS = 3 * 8 * (8 + 8 + 2) + VOCAB_SIZE * 8 + (8 * 2 + 2)
 
 
 def train_run(project_root: Path, work: Path, encoded: Path, prepared: Path, uri: str, *extra: str) -> dict:
-    args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru", "trainer.max_epochs=2", *extra]
+    args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru", "trainer.max_epochs=2",
+            "logger.system_metrics_s=1", *extra]
     run_train(project_root, args)
     return json.loads((work / "reports" / "train" / "gru.json").read_text())
 
@@ -145,12 +146,39 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         assert tags["device"] == "cpu" and tags["world_size"] == "1"
         assert "mlflow.parentRunId" not in tags  # a single run, not a sweep's child
 
+        assert tags["rnnlab.source"] == "run" and "mlflow.note.content" in tags
+        assert tags["mlflow.note.content"].startswith("gru (GRU 1x8): best val/acc ")
+        assert not any(key.startswith(("models/", "registry/", "compare/")) for key in params)
+
+        # One clock: the epoch number is the step (0: before training, e.g. the initial weight spectra).
         history = {}
-        for key in ("train/loss", "val/acc", "train/seq_per_s", "train/grad_norm"):
+        per_epoch = ["train/loss", "val/acc", "train/seq_per_s", "train/grad_norm", "lr"]
+        per_epoch += ["train/clip_fraction", "train/grad_norm_p50"]  # diagnostics
+        for key in per_epoch:
             points = sorted(client.get_metric_history(run_id, key), key=lambda p: p.step)
-            assert len(points) == 2, key  # once per epoch
+            assert [p.step for p in points] == [1, 2], key  # once per epoch
             assert all(np.isfinite(p.value) for p in points), key
             history[key] = [p.value for p in points]
+        spectra = client.get_metric_history(run_id, "weights/layer0.forward/z/spectral_radius")
+        assert sorted(p.step for p in spectra) == [0, 1, 2]
+        assert not {"epoch", "lr-AdamW"} & set(run.data.metrics)
+        assert any(key.startswith("system/cpu") for key in run.data.metrics)  # system metrics are on
+
+        datasets = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+        assert set(datasets) == {"imdb-train", "imdb-val", "imdb-test"}
+        profile = json.loads(datasets["imdb-train"].dataset.profile)
+        assert profile == {"rows": 200, "class_counts": {"0": 100, "1": 100}}
+        assert {d.dataset.digest for d in datasets.values()} == {tags["data_hash"]}
+        assert [t.value for t in datasets["imdb-val"].tags] == ["val"]
+
+        # The best checkpoint is the run's model, at its epoch's step, with that epoch's metrics.
+        (output,) = run.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert model.name == "imdb-gru" and model.source_run_id == run_id
+        best_epoch = 1 + int(np.argmax(history["val/acc"]))
+        assert output.step == best_epoch
+        linked = {m.key: m.value for m in model.metrics if m.step == output.step}
+        assert linked["val/acc"] == pytest.approx(reports[0]["val_acc_best"]) and "test/acc" in linked
         assert history["train/loss"][1] < history["train/loss"][0]
         assert max(history["val/acc"]) == pytest.approx(reports[0]["val_acc_best"])
         assert run.data.metrics["test/acc"] == pytest.approx(reports[0]["test/acc"])
@@ -159,8 +187,7 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
 
         artifacts = {a.path: a.is_dir for a in client.list_artifacts(run_id)}
         assert artifacts == {"config.yaml": False, "model_summary.txt": False, "vocab.json": False,
-                             "checkpoints": True, "diagnostics": True}
-        assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
+                             "diagnostics": True}
         diagnostics = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "diagnostics")}
         assert {"gradient_flow.csv", "recurrent_weights.csv", "clipping.csv"} <= diagnostics
         local = Path(client.download_artifacts(run_id, "", str(work / "downloads" / run_id)))
@@ -168,6 +195,11 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         assert f"Total params: {GRU_PARAMS:,}" in (local / "model_summary.txt").read_text()
         assert Vocabulary.load(local / "vocab.json") == Vocabulary.load(data[1] / "vocab.json")
     assert experiment.artifact_location == (work / "mlartifacts").as_uri()
+    # The logged model predicts with the checkpoint at any sequence length (every axis is free).
+    loaded = mlflow.pyfunc.load_model(client.get_logged_model(model.model_id).artifact_location)
+    ids = np.array([[5, 7, 9, 11, 0, 0, 0], [8, 8, 8, 8, 8, 8, 8]], dtype=np.int64)
+    logits = loaded.predict({"ids": ids, "lengths": np.array([4, 7], dtype=np.int64)})
+    assert logits.shape == (2, 2) and logits[0].argmax() == 1 and logits[1].argmax() == 0  # token 5: positive
     # Same seed, same curves (throughput aside).
     for key in ("train/loss", "val/acc", "train/grad_norm"):
         assert histories[0][key] == histories[1][key], key
