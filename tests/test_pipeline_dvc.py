@@ -76,7 +76,8 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
     import mlflow
 
     work, env = repo
-    out = run(["dvc", "exp", "run", "-S", "experiment=smoke"], work, env)
+    # gru gets its own width, so that each run's model/hidden_size tells the cells apart
+    out = run(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "models.gru.hidden_size=24"], work, env)
     stages = ["prepare", "encode", *(f"{s}@{c}" for s in ("train", "evaluate", "export") for c in CELLS)]
     for stage in (*stages, "register", "compare"):
         assert f"Running stage '{stage}'" in out, stage
@@ -87,8 +88,8 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
         report = json.loads((work / f"reports/train/{cell}.json").read_text())
         assert report["epochs"] == 2 and 0.0 <= report["test/acc"] <= 1.0
         run_ = runs[report["run_id"]]
-        assert run_.info.status == "FINISHED" and run_.data.params["model/hidden_size"] == "16"
-        assert run_.data.metrics["eval/test_acc"] == pytest.approx(report["test/acc"], abs=1e-6)
+        assert run_.info.status == "FINISHED" and run_.data.metrics["test/acc"] == report["test/acc"]
+        assert 0 < run_.data.metrics["test/precision"] <= 1  # added by evaluate@
         metrics = json.loads((work / f"reports/eval/{cell}/metrics.json").read_text())
         # eval.length_buckets: null cuts at the train quartiles: four buckets of about equal size
         sizes = [bucket["n"] for bucket in metrics["length_buckets"].values()]
@@ -118,6 +119,64 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
     assert "Running stage" not in run(["dvc", "repro"], work, env)
 
 
+HIDDEN = {"rnn": "16", "lstm": "16", "gru": "24", "bilstm": "16"}
+
+
+def test_pipeline_runs_in_mlflow_are_what_they_trained(repo, mini_archive, tmp_path):
+    """Read back what the smoke pipeline logged: each run's own cell, epoch steps, datasets, system metrics,
+    a model each, descriptions; the registered version; the comparison run."""
+    import mlflow
+
+    work, _ = repo
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("imdb").experiment_id
+    runs = client.search_runs([experiment], "tags.`rnnlab.source` = 'dvc' and tags.model != ''")
+    by_cell = {run_.data.tags["model"]: run_ for run_ in runs}
+    assert len(runs) == 4 and set(by_cell) == set(CELLS)
+    logged = client.search_logged_models([experiment])
+    models = {m.source_run_id: m for m in logged if m.name.startswith("imdb-")}
+    for cell, run_ in by_cell.items():
+        params, tags, run_id = run_.data.params, run_.data.tags, run_.info.run_id
+        assert tags["rnnlab.stage"] == f"train@{cell}"
+        assert params["model/cell"] == cell.removeprefix("bi") and params["model/name"] == cell
+        assert params["model/bidirectional"] == str(cell == "bilstm")
+        assert params["model/hidden_size"] == HIDDEN[cell]
+        assert params["model_key"] == cell and not any(k.startswith(("models/", "registry/")) for k in params)
+        assert params["data/source/uri"] == str(mini_archive)  # the mirror read, not the Stanford URL
+        for key in ("val/acc", "train/loss", "lr", "train/grad_norm", "train/clip_fraction"):
+            assert sorted(p.step for p in client.get_metric_history(run_id, key)) == [1, 2], (cell, key)
+        assert not {"epoch", "lr-AdamW"} & set(run_.data.metrics)
+        assert not any(key.startswith("eval/") for key in run_.data.metrics)
+        datasets = {d.dataset.name: d.dataset for d in run_.inputs.dataset_inputs}
+        assert {name: json.loads(d.profile)["rows"] for name, d in datasets.items()} == {
+            "imdb-train": 900, "imdb-val": 100, "imdb-test": 1000}
+        assert all(json.loads(d.source)["uri"] == str(mini_archive) for d in datasets.values())
+        assert {d.digest for d in datasets.values()} == {tags["data_hash"]}
+        assert any(key.startswith("system/cpu") for key in run_.data.metrics), cell
+        assert models[run_id].name == f"imdb-{cell}"  # every row has its model
+        description = tags["mlflow.note.content"]
+        assert description.startswith(f"{cell} (") and "test/acc" in description
+    registered = json.loads((work / "reports/register.json").read_text())
+    version = client.get_model_version("imdb-sentiment", str(registered["version"]))
+    assert version.tags["cell"] == by_cell[registered["model"]].data.tags["cell"]
+    assert version.tags["data_digest"] == by_cell[registered["model"]].data.tags["data_hash"]
+    assert float(version.tags["val_acc"]) == pytest.approx(registered["val_acc_best"], abs=1e-4)
+    assert registered["model"] in version.description
+    linked = client.get_logged_model(version.model_id).metrics
+    steps = {m.step for m in linked}
+    trained_model = models[registered["run_id"]]
+    assert steps == {client.get_run(registered["run_id"]).outputs.model_outputs[0].step} and 0 not in steps
+    assert {m.key: m.value for m in linked}["val/acc_best"] == pytest.approx(registered["val_acc_best"])
+    assert trained_model.model_id != version.model_id
+    (compare,) = client.search_runs([experiment], "tags.comparison = 'true'")
+    assert compare.data.metrics == {} and compare.data.tags["best_model"] in CELLS
+    assert f"{compare.data.tags['best_model']} wins on val_acc" in compare.data.tags["mlflow.note.content"]
+    assert all(by_cell[c].info.run_id in compare.data.tags["compared_runs"] for c in CELLS)
+    local = client.download_artifacts(compare.info.run_id, "comparison.json", str(tmp_path))
+    table = json.loads(Path(local).read_text())
+    assert sorted(row[table["columns"].index("model")] for row in table["data"]) == sorted(CELLS)
+
+
 def execute_notebook(path: Path, cwd: Path) -> list[dict]:
     """Run a notebook top to bottom in `cwd` (so it cannot rot); return all its cells' outputs."""
     import nbformat
@@ -138,7 +197,7 @@ def test_compare_runs_notebook_executes(repo, project_root):
     """After the smoke pipeline: the notebook reads the four runs back from MLflow."""
     work, _ = repo
     outputs = execute_notebook(project_root / "notebooks" / "compare_runs.ipynb", work)
-    assert "latest of each: rnn, lstm, gru, bilstm" in printed(outputs)
+    assert "pipeline training runs in 'imdb'; latest of each: rnn, lstm, gru, bilstm" in printed(outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # the per-epoch curves and the accuracy-by-length bars
 
