@@ -49,7 +49,8 @@ def test_forecast_pipeline_runs_every_stage_once(tmp_path, project_root):
         assert (reports / "eval" / cell / "plots" / "forecast.png").read_bytes()[:4] == b"\x89PNG"
         run_ = runs[trained["run_id"]]
         assert run_.info.status == "FINISHED" and run_.data.params["task/name"] == "forecast"
-        assert run_.data.metrics["eval/test_mae"] == pytest.approx(metrics["mae"])
+        assert run_.data.metrics["test/mae"] == pytest.approx(metrics["mae"])  # logged by evaluate@
+        assert run_.outputs.model_outputs and run_.inputs.dataset_inputs  # its model and its data
     # every cell is scored on the same test windows, so the baselines agree across cells
     naive = {json.loads((reports / "eval" / c / "metrics.json").read_text())["naive_mae"] for c in cells}
     assert len(naive) == 1
@@ -89,6 +90,8 @@ def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_r
         assert logged == {"samples/epoch_00.txt", "samples/epoch_01.txt"}
         logged_metrics = run_.data.metrics
         assert logged_metrics["val/bpc"] == pytest.approx(logged_metrics["val/loss"] / 0.6931471805599453)
+        assert logged_metrics["val/bpc_best"] == pytest.approx(metrics["bits_per_char"])  # logged by evaluate@
+        assert run_.outputs.model_outputs  # the best checkpoint is the run's model
     assert "val_bpc" in (reports / "compare.md").read_text()
     assert "Running stage" not in run(["dvc", "repro", "pipelines/charlm/dvc.yaml"], work, env)
     generate = ["rnnlab", "generate", "--prompt", "ROMEO:", "--temperature", "0.8", "--length", "40"]
