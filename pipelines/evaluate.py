@@ -58,9 +58,10 @@ def required(path: Path, stage: str) -> Path:
 
 def new_metrics(run: Run, metrics: dict[str, float]) -> list[Metric]:
     """The evaluation's metrics the run lacks (training already logged `test/acc`, `test/f1`, ... of the same
-    checkpoint: one name, one value), at the step of the checkpoint's epoch (the step of the run's model)."""
+    checkpoint: one name, one value), at the step of the best checkpoint's epoch: the latest step of a
+    model of the run (a resumed run logs its best checkpoint again)."""
     outputs = run.outputs.model_outputs if run.outputs else []
-    step = outputs[0].step if outputs else 0
+    step = max((output.step for output in outputs), default=0)
     now = int(time.time() * 1000)
     return [Metric(k, v, now, step) for k, v in metrics.items() if k not in run.data.metrics]
 

@@ -59,9 +59,9 @@ def describe_version(client: MlflowClient, name: str, version: int, best: dict) 
 
 
 def model_step(client: MlflowClient, run_id: str) -> int:
-    """The step of the run's first model (the best checkpoint's epoch), else 0."""
+    """The step of the run's best checkpoint (its epoch): the latest step a model of the run was logged at."""
     outputs = client.get_run(run_id).outputs
-    return outputs.model_outputs[0].step if outputs and outputs.model_outputs else 0
+    return max((output.step for output in outputs.model_outputs), default=0) if outputs else 0
 
 
 def shown(path: Path, root: Path) -> str:

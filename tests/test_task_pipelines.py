@@ -90,7 +90,7 @@ def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_r
         assert logged == {"samples/epoch_00.txt", "samples/epoch_01.txt"}
         logged_metrics = run_.data.metrics
         assert logged_metrics["val/bpc"] == pytest.approx(logged_metrics["val/loss"] / 0.6931471805599453)
-        assert logged_metrics["val/bpc_best"] == pytest.approx(metrics["bits_per_char"])  # logged by evaluate@
+        assert logged_metrics["val/bpc_best"] == pytest.approx(metrics["bits_per_char"])  # from evaluate@
         assert run_.outputs.model_outputs  # the best checkpoint is the run's model
     assert "val_bpc" in (reports / "compare.md").read_text()
     assert "Running stage" not in run(["dvc", "repro", "pipelines/charlm/dvc.yaml"], work, env)
