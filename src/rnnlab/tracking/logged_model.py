@@ -52,7 +52,8 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
         self.module.eval()
         self.inputs = list(context.model_config["inputs"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would check inputs by them
+        """{input name: array} -> the module's output as a numpy array."""
         tensors = [torch.as_tensor(np.asarray(model_input[name])) for name in self.inputs]
         with torch.no_grad():
             return module_outputs(self.module, tensors).numpy()
@@ -94,7 +95,7 @@ def log_checkpoint_model(
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=CheckpointModel(),
+            python_model=str(Path(__file__).with_name("checkpoint_pyfunc.py")),  # model from code
             artifacts={"checkpoint": str(checkpoint)},
             model_config=config,
             code_paths=[str(Path(rnnlab.__file__).parent)],
