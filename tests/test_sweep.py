@@ -37,6 +37,7 @@ def test_multirun_of_the_four_cells_is_one_parent_and_four_children(tmp_path, pr
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/children"] == 4
     assert "model=rnn,lstm,gru,bilstm" in parent.data.params["sweep/overrides"].split()
     assert sorted(run.data.params["model/name"] for run in children) == ["bilstm", "gru", "lstm", "rnn"]
+    assert {run.data.tags["rnnlab.source"] for run in [parent, *children]} == {"sweep"}  # not the pipeline's
     best = max(children, key=lambda run: run.data.metrics["val/acc_best"])
     assert parent.data.tags["best_child_run"] == best.info.run_name
     assert parent.data.metrics["sweep/best_val_acc"] == best.data.metrics["val/acc_best"]

@@ -49,6 +49,7 @@ class MlflowSweepParent(Callback):
             run_name=tracking.run_name(task, "sweep"),
             tags={
                 "sweep": "parent",
+                tracking.SOURCE_TAG: "sweep",
                 "sweep_dir": str(OmegaConf.select(config, "hydra.sweep.dir")),
                 "git_commit": tracking.git_commit(root),
             },
