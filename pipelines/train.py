@@ -73,10 +73,9 @@ def main(cfg: DictConfig) -> float:
     train_seconds = time.perf_counter() - started
     # trainer.test() below resets callback_metrics: read the training throughput now.
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
-    best = trainer.checkpoint_callback.best_model_score
-    best = float(best) if best is not None else float("nan")
     best_path = Path(trainer.checkpoint_callback.best_model_path)
-    logger.pin(run_logger.checkpoint_step(best_path))  # test and final metrics: at the best epoch's step
+    best_step, best = run_logger.checkpoint_facts(best_path, cfg.task.monitor)
+    logger.pin(best_step)  # test and final metrics: at the best epoch's step
     test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0] if task.HAS_TEST else {}
     if trainer.is_global_zero:
         report = {

@@ -61,6 +61,8 @@ def test_multirun_with_ddp_spawn_on_two_cpu_processes(tmp_path, project_root, da
     assert len(children) == 2 and parent.info.status == "FINISHED"
     for run in children:
         assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
+        # the main process reads the best score from the checkpoint (its callback only got the path back)
+        assert 0 <= run.data.metrics["val/acc_best"] <= 1
         points = client.get_metric_history(run.info.run_id, "val/acc")
         assert len(points) == 2  # one value per epoch: only rank 0 logs
         name = run.data.params["model/name"]

@@ -10,6 +10,7 @@ the number of children and the best child by the task's monitored metric (`<task
 from __future__ import annotations
 
 import atexit
+import math
 import os
 from typing import Any
 
@@ -73,8 +74,8 @@ class MlflowSweepParent(Callback):
         )
         self.client.log_metric(self.parent_id, "sweep/children", len(children))
         metric = f"{self.monitor}_best"
-        scores = {run.info.run_name: run.data.metrics.get(metric) for run in children}
-        if any(metric in run.data.metrics for run in children):
+        scores = {run.info.run_name: run.data.metrics.get(metric, math.nan) for run in children}
+        if any(math.isfinite(score) for score in scores.values()):
             from rnnlab import ranking
 
             winner = ranking.best(scores, higher_is_better=self.mode == "max", what=metric)

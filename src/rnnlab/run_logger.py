@@ -159,9 +159,15 @@ def system_metrics(run_id: str, uri: str, enabled: bool, interval_s: float) -> I
         monitor.finish()
 
 
-def checkpoint_step(path: Path) -> int:
-    """The step of a checkpoint's epoch on the run's clock (its 0-based `epoch` + 1)."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"]) + 1
+def checkpoint_facts(path: Path, monitor: str) -> tuple[int, float]:
+    """(step, score) of a best checkpoint: its epoch on the run's clock (0-based `epoch` + 1) and the value
+    of `monitor` it was kept for, read from its ModelCheckpoint state (under `ddp_spawn` the main process's
+    callback has the path but not the score)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    states = checkpoint.get("callbacks", {}).values()
+    scores = [state.get("best_model_score") for state in states if state.get("monitor") == monitor]
+    score = float(scores[0]) if scores and scores[0] is not None else float("nan")
+    return int(checkpoint["epoch"]) + 1, score
 
 
 def describe(model_cfg: dict[str, Any], monitor: str, best: float, step: int, report: dict) -> str:
