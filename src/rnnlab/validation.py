@@ -144,6 +144,8 @@ RULES: dict[str, Rule] = {
     "trainer.enable_progress_bar": BOOLEAN,
     "logger.tracking_uri": nullable(text(), "$MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db"),
     "logger.experiment_name": text(),
+    "logger.system_metrics": BOOLEAN,
+    "logger.system_metrics_s": POSITIVE,
     "task.name": text(),
     "task.kind": choice(KINDS),
     "task.mode": choice(MODES),

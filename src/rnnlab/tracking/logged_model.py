@@ -9,8 +9,8 @@ page shows the metrics of the epoch it was saved at.
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import warnings
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -40,23 +40,6 @@ def module_outputs(module: L.LightningModule, inputs: list[torch.Tensor]) -> tor
     """What the model predicts for `inputs` (positional, as its forward/step takes them)."""
     out = predictor(module)(*inputs)
     return out[0] if isinstance(out, tuple) else out
-
-
-class CheckpointModel(mlflow.pyfunc.PythonModel):
-    """Predict with a Lightning checkpoint: input {name: array} in the order of `model_config["inputs"]`."""
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        path, _, name = context.model_config["module"].rpartition(".")
-        module_class = getattr(importlib.import_module(path), name)
-        self.module = module_class.load_from_checkpoint(context.artifacts["checkpoint"], map_location="cpu")
-        self.module.eval()
-        self.inputs = list(context.model_config["inputs"])
-
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would check inputs by them
-        """{input name: array} -> the module's output as a numpy array."""
-        tensors = [torch.as_tensor(np.asarray(model_input[name])) for name in self.inputs]
-        with torch.no_grad():
-            return module_outputs(self.module, tensors).numpy()
 
 
 def input_example(module: L.LightningModule, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -92,7 +75,9 @@ def log_checkpoint_model(
         tensors = [torch.as_tensor(a, device=module.device) for a in example.values()]
         output = module_outputs(module, tensors).cpu().numpy()
     config = {"module": f"{type(module).__module__}.{type(module).__name__}", "inputs": list(example)}
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # CheckpointModel.predict has no type hints on purpose: MLflow would convert inputs by them
+        warnings.filterwarnings("ignore", "Add type hints to the `predict` method", UserWarning)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("checkpoint_pyfunc.py")),  # model from code
