@@ -194,9 +194,11 @@ def printed(outputs: list[dict]) -> str:
     return "".join(output.get("text", "") for output in outputs)
 
 
-def test_compare_runs_notebook_executes(repo, project_root):
+def test_compare_runs_notebook_executes(repo, project_root, monkeypatch):
     """After the smoke pipeline: the notebook reads the four runs back from MLflow."""
     work, _ = repo
+    # the project's own store (an in-process MLflow call of an earlier module may have exported another)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     outputs = execute_notebook(project_root / "notebooks" / "compare_runs.ipynb", work)
     assert "pipeline training runs in 'imdb'; latest of each: rnn, lstm, gru, bilstm" in printed(outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
