@@ -1,10 +1,10 @@
-"""`pipelines/train.py` with one more callback: at a chosen point it writes a marker file and waits there, so that
-tests/test_resume.py can SIGKILL (or SIGINT) the training process at that very point.
+"""`pipelines/train.py` with one more callback: at a chosen point it writes a marker file and waits there, so
+that tests/test_resume.py can SIGKILL (or SIGINT) the training process at that very point.
 
     python tests/pause_train.py <point> <marker file> <Hydra overrides...>
 
-Points: `step:<n>` after optimizer step n (before that step's checkpoint), `validation:<epoch>` during that epoch's
-validation, `epoch_start:<epoch>` when that epoch starts (after the previous epoch's checkpoint).
+Points: `step:<n>` after optimizer step n (before that step's checkpoint), `validation:<epoch>` during that
+epoch's validation, `epoch_start:<epoch>` when that epoch starts (after the previous epoch's checkpoint).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class PauseAt(L.Callback):
 if __name__ == "__main__":
     point, marker, *overrides = sys.argv[1:]
     build_callbacks = rnnlab.training.build_callbacks
-    rnnlab.training.build_callbacks = lambda *a, **k: [*build_callbacks(*a, **k), PauseAt(point, Path(marker))]
+    pause = PauseAt(point, Path(marker))
+    rnnlab.training.build_callbacks = lambda *args, **kwargs: [*build_callbacks(*args, **kwargs), pause]
     script = Path(__file__).resolve().parents[1] / "pipelines" / "train.py"
     sys.argv = [str(script), *overrides]
     runpy.run_path(str(script), run_name="__main__")

@@ -53,8 +53,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def _metric_state(metric: Metric) -> dict[str, Any]:
-    state = {name: value.clone() if isinstance(value, torch.Tensor) else [v.clone() for v in value]
-             for name, value in metric.metric_state.items()}
+    state = {
+        name: value.clone() if isinstance(value, torch.Tensor) else [v.clone() for v in value]
+        for name, value in metric.metric_state.items()
+    }
     return {"state": state, "updates": metric._update_count}
 
 
@@ -72,10 +74,17 @@ def running_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
             continue
         meta = result.meta
         logged[key] = {
-            "fx": meta.fx, "name": meta.name, "prog_bar": meta.prog_bar, "logger": meta.logger,
-            "on_step": meta.on_step, "on_epoch": meta.on_epoch, "reduce_fx": meta.reduce_fx.__name__,
-            "enable_graph": meta.enable_graph, "add_dataloader_idx": meta.add_dataloader_idx,
-            "metric_attribute": meta.metric_attribute, "sync_dist": meta.sync.should,
+            "fx": meta.fx,
+            "name": meta.name,
+            "prog_bar": meta.prog_bar,
+            "logger": meta.logger,
+            "on_step": meta.on_step,
+            "on_epoch": meta.on_epoch,
+            "reduce_fx": meta.reduce_fx.__name__,
+            "enable_graph": meta.enable_graph,
+            "add_dataloader_idx": meta.add_dataloader_idx,
+            "metric_attribute": meta.metric_attribute,
+            "sync_dist": meta.sync.should,
             "rank_zero_only": meta.sync.rank_zero_only,
             "state": {name: value.clone() for name, value in result.metric_state.items()},
         }
@@ -83,19 +92,28 @@ def running_metrics(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
 
 
 def restore_running_metrics(trainer: L.Trainer, pl_module: L.LightningModule, saved: dict[str, Any]) -> None:
-    """Put `running_metrics` back: each logged value is registered as `LightningModule.log` registers it (so the
-    next `self.log` call accumulates onto it), then its accumulator is set to the saved one."""
+    """Put `running_metrics` back: each logged value is registered as `LightningModule.log` registers it (so
+    the next `self.log` call accumulates onto it), then its accumulator is set to the saved one."""
     results = trainer.fit_loop.epoch_loop._results
     # The next batch is not the epoch's first: Lightning must not reset these values when it logs onto them.
     trainer._logger_connector._first_loop_iter = True
     for key, entry in saved["logged"].items():
         results.log(
-            entry["fx"], entry["name"], torch.zeros((), device=pl_module.device), prog_bar=entry["prog_bar"],
-            logger=entry["logger"], on_step=entry["on_step"], on_epoch=entry["on_epoch"],
-            reduce_fx=getattr(torch, entry["reduce_fx"]), enable_graph=entry["enable_graph"],
-            sync_dist=entry["sync_dist"], sync_dist_fn=trainer.strategy.reduce,
-            add_dataloader_idx=entry["add_dataloader_idx"], batch_size=1,
-            metric_attribute=entry["metric_attribute"], rank_zero_only=entry["rank_zero_only"],
+            entry["fx"],
+            entry["name"],
+            torch.zeros((), device=pl_module.device),
+            prog_bar=entry["prog_bar"],
+            logger=entry["logger"],
+            on_step=entry["on_step"],
+            on_epoch=entry["on_epoch"],
+            reduce_fx=getattr(torch, entry["reduce_fx"]),
+            enable_graph=entry["enable_graph"],
+            sync_dist=entry["sync_dist"],
+            sync_dist_fn=trainer.strategy.reduce,
+            add_dataloader_idx=entry["add_dataloader_idx"],
+            batch_size=1,
+            metric_attribute=entry["metric_attribute"],
+            rank_zero_only=entry["rank_zero_only"],
         )
         for name, value in entry["state"].items():
             setattr(results[key], name, value.to(pl_module.device))
@@ -103,15 +121,18 @@ def restore_running_metrics(trainer: L.Trainer, pl_module: L.LightningModule, sa
     for name, entry in saved["metrics"].items():
         metric = modules[name]
         for attr, value in entry["state"].items():
-            moved = value.to(pl_module.device) if isinstance(value, torch.Tensor) else [
-                v.to(pl_module.device) for v in value]
+            moved = (
+                value.to(pl_module.device)
+                if isinstance(value, torch.Tensor)
+                else [v.to(pl_module.device) for v in value]
+            )
             setattr(metric, attr, moved)
         metric._update_count = entry["updates"]
 
 
 class ExactResume(L.Callback):
     """Saves the generators and (mid-epoch) the running metrics in every checkpoint; restores them when a
-    resumed fit starts training, after everything that runs before the first batch (sanity check, data set-up)."""
+    resumed fit starts training, after all that runs before the first batch (sanity check, data set-up)."""
 
     def __init__(self) -> None:
         self.trainer: L.Trainer | None = None
@@ -142,13 +163,18 @@ class ExactResume(L.Callback):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """`last.ckpt` every `every_n_train_steps` optimizer steps within an epoch (its end has its own checkpoint),
-    for resuming mid-epoch. Not after an epoch's last batch: Lightning would resume such a checkpoint without
-    the epoch's validation, and the end-of-epoch checkpoint follows it anyway."""
+    """`last.ckpt` every `every_n_train_steps` optimizer steps within an epoch (its end has a checkpoint of
+    its own), for resuming mid-epoch. Not after an epoch's last batch: Lightning would resume such a
+    checkpoint without the epoch's validation, and the end-of-epoch checkpoint follows it anyway."""
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int) -> None:
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, enable_version_counter=False,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            enable_version_counter=False,
+            every_n_train_steps=every_n_train_steps,
+        )
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if training_position(trainer)[1] > 0:
@@ -176,6 +202,6 @@ class LogOnce:
 
 
 def log_once(logger: MLFlowLogger) -> None:
-    """Make a resumed run's logger skip the metric points its run already holds (rank 0; others do not log)."""
+    """Make a resumed run's logger skip the metric points its run already holds."""
     if isinstance(logger, MLFlowLogger) and logger.run_id is not None:
         logger.log_metrics = LogOnce(logger)

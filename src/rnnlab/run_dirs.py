@@ -1,8 +1,8 @@
 """Where a training run writes, and which checkpoint `ckpt_path=last` resumes.
 
-- The DVC stage (`+model_key=<cell>`) trains in a scratch folder, `<paths.runs_dir>/<cell>/dvc-stage/`, and moves
-  its checkpoints, diagnostics, model summary and report into the stage's declared outputs only once it has
-  finished. A stage that fails or is interrupted leaves none of them; its scratch folder is what
+- The DVC stage (`+model_key=<cell>`) trains in a scratch folder, `<paths.runs_dir>/<cell>/dvc-stage/`, and
+  moves its checkpoints, diagnostics, model summary and report into the stage's declared outputs only once it
+  has finished. A stage that fails or is interrupted leaves none of them; its scratch folder is what
   `ckpt_path=last` resumes.
 - Any other run (`python pipelines/train.py model=gru`, each job of a `-m` sweep) writes into a folder of its
   own, `<paths.runs_dir>/<cell>/<date>_<time>-<random>/`, and never into DVC-tracked outputs.
@@ -64,9 +64,13 @@ def run_dirs(cfg: DictConfig, cell: str) -> RunDirs:
     cell_dir = resolve_path(cfg.paths.runs_dir) / cell
     if cfg.get("model_key") is not None:
         scratch = cell_dir / STAGE
-        dirs = RunDirs(scratch, resume_checkpoint(cfg.ckpt_path, scratch / "checkpoints" / "last.ckpt"),
-                       stage_outputs(cfg, cell))
-        for target in dirs.outputs.values():  # as `dvc repro` does: the outputs are the finished run's or absent
+        dirs = RunDirs(
+            scratch,
+            resume_checkpoint(cfg.ckpt_path, scratch / "checkpoints" / "last.ckpt"),
+            stage_outputs(cfg, cell),
+        )
+        # As `dvc repro` does: the outputs are the finished run's, or absent.
+        for target in dirs.outputs.values():
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         if dirs.resume is None:
             shutil.rmtree(dirs.work, ignore_errors=True)
@@ -81,7 +85,9 @@ def run_dirs(cfg: DictConfig, cell: str) -> RunDirs:
 def latest_checkpoint(cell_dir: Path) -> Path:
     """The most recently written `last.ckpt` of the cell's one-off runs (a pattern when there is none)."""
     found = [path for path in cell_dir.glob("*/checkpoints/last.ckpt") if path.parents[1].name != STAGE]
-    return max(found, key=lambda path: path.stat().st_mtime) if found else cell_dir / "*/checkpoints/last.ckpt"
+    if not found:
+        return cell_dir / "*" / "checkpoints" / "last.ckpt"
+    return max(found, key=lambda path: path.stat().st_mtime)
 
 
 def resume_checkpoint(ckpt_path: str | None, last: Path) -> Path | None:

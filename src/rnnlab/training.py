@@ -21,7 +21,7 @@ def set_threads(threads: int | None) -> int:
     if threads is None:
         threads = len(os.sched_getaffinity(0))
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ConfigError(f"train.threads={threads!r} must be a positive integer or null (all available cores)")
+        raise ConfigError(f"train.threads={threads!r} must be a positive integer or null (all cores)")
     torch.set_num_threads(threads)
     return threads
 
@@ -30,12 +30,14 @@ def build_callbacks(
     checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int, diagnostics_dir: Path,
     checkpoint_every_n_steps: int = 0,
 ) -> list:
-    """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names; `last.ckpt` also every
-    `checkpoint_every_n_steps` steps, 0: epoch ends only) with what exact resume needs, early stop,
+    """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names; `last.ckpt` also
+    every `checkpoint_every_n_steps` steps, 0: epoch ends only) with what exact resume needs, early stop,
     LR monitor, throughput, progress bar, and the task-independent diagnostics (recurrent weight spectra,
     gradient clipping) written to `diagnostics_dir`."""
     if not isinstance(checkpoint_every_n_steps, int) or checkpoint_every_n_steps < 0:
-        raise ConfigError(f"train.checkpoint_every_n_steps={checkpoint_every_n_steps!r} must be an integer >= 0")
+        raise ConfigError(
+            f"train.checkpoint_every_n_steps={checkpoint_every_n_steps!r} must be an integer >= 0"
+        )
     callbacks: list[L.Callback] = [
         ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by the task's monitored metric
             dirpath=checkpoint_dir,

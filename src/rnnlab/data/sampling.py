@@ -1,5 +1,5 @@
-"""Length-bucketed batching, and a shuffle that a resumed run can replay: the order of an epoch depends only on
-(seed, epoch), and a batch sampler can start part-way through an epoch."""
+"""Length-bucketed batching, and a shuffle that a resumed run can replay: the order of an epoch depends only
+on (seed, epoch), and a batch sampler can start part-way through an epoch."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ class EpochRandomSampler(RandomSampler):
 
 
 class ResumableBatchSampler(BatchSampler):
-    """A `BatchSampler` that can start part-way through an epoch: `start=(epoch, batches)` makes its first pass
-    the given epoch's, without its first `batches` batches; later passes are whole epochs. This is how a run
-    resumed mid-epoch skips what it already trained on (Lightning restores its loop counters, not the data).
+    """A `BatchSampler` that can start part-way through an epoch: `start=(epoch, batches)` makes its first
+    pass the given epoch's, without its first `batches` batches; later passes are whole epochs. This is how
+    a run resumed mid-epoch skips what it already trained on (Lightning restores loop counters, not data).
     `start` is an `__init__` argument so that it survives Lightning re-creating the sampler under DDP."""
 
     def __init__(
