@@ -17,9 +17,11 @@ from rnnlab.resume import ExactResume, StepCheckpoint
 
 
 def set_threads(threads: int | None) -> int:
-    """Use `threads` torch threads (`train.threads`; None: the cores this process may run on)."""
+    """Use `threads` torch threads (`train.threads`; None: `$OMP_NUM_THREADS` when set, else the cores this
+    process may run on)."""
     if threads is None:
-        threads = len(os.sched_getaffinity(0))
+        given = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ConfigError(f"train.threads={threads!r} must be a positive integer or null (all cores)")
     torch.set_num_threads(threads)
