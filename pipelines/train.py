@@ -5,7 +5,8 @@ log it to MLflow.
     python pipelines/train.py task=charlm model=lstm
     python pipelines/train.py model=gru ckpt_path=last trainer.max_epochs=6   # resume, same MLflow run
     python pipelines/train.py -m model=rnn,lstm,gru,bilstm   # one MLflow parent run, four children
-DVC runs it as `train@<model>` on the task's params.yaml (dvc.yaml, pipelines/<task>/dvc.yaml).
+DVC runs it as `train@<model>` on the task's params.yaml (dvc.yaml, pipelines/<task>/dvc.yaml): only that
+stage writes the DVC outputs; other runs keep theirs in runs/<task>/<cell>/<run>/ (rnnlab.run_dirs).
 """
 
 import time
@@ -16,32 +17,28 @@ import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import run_logger, tracking
-from rnnlab.config import model_config, project_root, resolve_path, section
+from rnnlab import run_dirs, run_logger, tracking
+from rnnlab.config import model_config, project_root, section
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.summary import model_summary
+from rnnlab.resume import log_once
 from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import Built, task_module
-from rnnlab.training import (
-    build_callbacks,
-    build_trainer,
-    checkpoint_run_id,
-    epochs_completed,
-    resume_checkpoint,
-)
+from rnnlab.training import build_callbacks, build_trainer, checkpoint_run_id, epochs_completed, set_threads
 
 
 @entry_point
 def main(cfg: DictConfig) -> float:
     root = project_root()
+    set_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True)
     task = task_module(cfg)
     model_cfg = model_config(cfg)
     data = task.datamodule(cfg)
     built = task.build_model(cfg, model_cfg, data)
     model = built.model
-    out_dir = resolve_path(cfg.paths.models_dir) / model_cfg["name"]
-    resume = resume_checkpoint(cfg.ckpt_path, out_dir / "checkpoints")
+    dirs = run_dirs.run_dirs(cfg, model_cfg["name"])
+    resume = dirs.resume
     digest = tracking.data_fingerprint(task.data_dir(cfg))
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
     logger = run_logger.make_logger(
@@ -57,12 +54,13 @@ def main(cfg: DictConfig) -> float:
         },
         run_id=checkpoint_run_id(resume) if resume else None,
     )
-    diagnostics_dir = resolve_path(cfg.paths.reports_dir) / "diagnostics" / model_cfg["name"]
+    if resume:
+        log_once(logger)
     callbacks = build_callbacks(
-        out_dir / "checkpoints", cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience,
-        diagnostics_dir,
+        dirs.checkpoints, cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience,
+        dirs.diagnostics, cfg.train.checkpoint_every_n_steps,
     )
-    callbacks += task.callbacks(cfg, model_cfg, data, diagnostics_dir)
+    callbacks += task.callbacks(cfg, model_cfg, data, dirs.diagnostics)
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
     logger.follow(trainer)
     record_run_setup(logger, cfg, model_cfg, built, data, trainer, digest, resumed=resume is not None)
@@ -82,16 +80,17 @@ def main(cfg: DictConfig) -> float:
             "model": model_cfg["name"],
             "run_id": logger.run_id,
             "params": sum(p.numel() for p in model.parameters()),
-            "epochs": epochs_completed(out_dir / "checkpoints"),
+            "epochs": epochs_completed(dirs.checkpoints),
             "train_seconds": round(train_seconds, 1),
             best_key(cfg): best,
             "train_seq_per_s": train_seq_per_s,
             **{k: float(v) for k, v in test.items()},
         }
-        write_outputs(cfg, model, logger, task.artifacts(cfg), report, out_dir)
+        write_outputs(cfg, model, logger, task.artifacts(cfg), report, dirs.work)
         description = run_logger.describe(model_cfg, cfg.task.monitor, best, logger.pinned, report)
         name = f"{cfg.logger.experiment_name}-{model_cfg['name']}"
         run_logger.log_run_model(logger, name, model, data, best_path, description)
+        run_dirs.publish(dirs)
     return best
 
 
@@ -120,12 +119,12 @@ def write_outputs(
     cfg: DictConfig, model: L.LightningModule, logger: MLFlowLogger, artifacts: list[Path], report: dict,
     out_dir: Path,
 ) -> None:
-    """The stage's outs (summary, report) and the run's artifacts; rank 0 only."""
+    """The run folder's summary and report, and the run's artifacts; rank 0 only."""
     text = model_summary(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_file(out_dir / "summary.txt", encoding="utf-8") as handle:
         handle.write(text + "\n")
-    write_json(resolve_path(cfg.paths.reports_dir) / "train" / f"{report['model']}.json", report)
+    write_json(out_dir / "report.json", report)
     key = best_key(cfg)
     logger.log_metrics({f"{cfg.task.monitor}_best": report[key]})
     run = logger.experiment

@@ -54,6 +54,7 @@ def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[
         f"paths.encoded_dir={encoded}",
         f"paths.prepared_dir={prepared}",
         f"paths.models_dir={work / 'models'}",
+        f"paths.runs_dir={work / 'runs'}",
         f"paths.reports_dir={work / 'reports'}",
         f"logger.tracking_uri={uri}",
         f"hydra.run.dir={work / 'hydra'}",
@@ -65,6 +66,18 @@ def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[
         "data.loader.batch_size=8",
         "optim.lr=0.03",  # learns the synthetic task within two epochs
     ]
+
+
+def run_folders(work: Path, cell: str) -> list[Path]:
+    """The finished one-off run folders of `cell` under `work` (`paths.runs_dir` of `tiny_overrides`), oldest
+    first."""
+    reports = sorted((work / "runs" / cell).glob("*/report.json"), key=lambda path: path.stat().st_mtime)
+    return [report.parent for report in reports]
+
+
+def stage_overrides(cell: str) -> list[str]:
+    """Run pipelines/train.py as the DVC stage train@<cell> does, on the tiny settings of `tiny_overrides`."""
+    return [f"+model_key={cell}", f"models.{cell}.hidden_size=8", f"models.{cell}.embedding_dim=8"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

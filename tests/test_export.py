@@ -30,7 +30,7 @@ from rnnlab.export import (
 )
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.classifier import SequenceClassifier
-from synthetic import MAX_LEN, VOCAB_SIZE, clean_env, run_stage, run_train, tiny_overrides
+from synthetic import MAX_LEN, VOCAB_SIZE, clean_env, run_stage, run_train, stage_overrides, tiny_overrides
 
 # Each cell with a different pooling, so every padding-aware path is traced once.
 CELLS = {
@@ -207,7 +207,7 @@ def trained(tmp_path_factory, project_root, data) -> tuple[Path, list[str]]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (work / "mlartifacts").as_uri())
     args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru"]
-    run_train(project_root, [*args, "trainer.max_epochs=1"])
+    run_train(project_root, [*args, *stage_overrides("gru"), "trainer.max_epochs=1"])  # as train@gru
     # The export stage reads only meta.json from the encoded folder: give it the full one.
     write_json(work / "encoded" / "meta.json", full_meta())
     return work, [*tiny_overrides(work, work / "encoded", prepared, uri), "model=gru"]

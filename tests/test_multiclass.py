@@ -42,13 +42,15 @@ def pipeline(tmp_path_factory, project_root):
         "data=table", f"data.source.uri={table}", "data.name=topics",
         "data.source.text_column=review", "data.source.label_column=topic",
         f"paths.data_dir={work / 'data'}", f"paths.models_dir={work / 'models'}",
-        f"paths.reports_dir={work / 'reports'}", f"logger.tracking_uri={uri}",
+        f"paths.reports_dir={work / 'reports'}", f"paths.runs_dir={work / 'runs'}",
+        f"logger.tracking_uri={uri}",
         f"hydra.run.dir={work / 'hydra'}", "experiment=smoke", "model=gru",
         "model.hidden_size=16", "trainer.max_epochs=3", "trainer.accelerator=cpu", "optim.lr=0.02",
         "data.loader.batch_size=16", "diagnostics.gradient_flow.steps=8",
         "diagnostics.gradient_flow.distance=4",
     ]
-    outputs = {stage: run_stage(project_root, stage, args).stdout
+    stage_args = {"train": ["+model_key=gru", "models.gru.hidden_size=16"]}  # as the DVC stage train@gru
+    outputs = {stage: run_stage(project_root, stage, [*args, *stage_args.get(stage, [])]).stdout
                for stage in ("download", "prepare", "encode", "train", "evaluate", "export")}
     outputs["register"] = run_stage(project_root, "register", args).stdout
     return work, uri, outputs

@@ -178,6 +178,24 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(repo, mini_archive, tmp_p
     assert sorted(row[table["columns"].index("model")] for row in table["data"]) == sorted(CELLS)
 
 
+def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(repo):
+    """After the smoke pipeline, the README's sweep and a one-off run of a cell keep their checkpoints and
+    reports in their own run folders: `dvc status` stays clean and the stage's outputs are unchanged."""
+    work, env = repo
+    published = (work / "models/imdb/gru/checkpoints/best.ckpt").read_bytes()
+    train = [sys.executable, "pipelines/train.py", "experiment=smoke", "trainer.max_epochs=1"]
+    run([*train[:2], "-m", "model=rnn,gru", *train[2:]], work, env)
+    run([*train, "model=gru"], work, env)
+    # The IMDB pipeline's stages (the forecast and charlm pipelines never ran here).
+    assert "up to date" in run(["dvc", "status", "dvc.yaml"], work, env)
+    assert (work / "models/imdb/gru/checkpoints/best.ckpt").read_bytes() == published
+    checkpoints = work / "models/imdb/gru/checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+    folders = sorted((work / "runs/imdb/gru").iterdir())  # the sweep's gru job and the one-off run, apart
+    assert len(folders) == 2 and all((f / "checkpoints/best.ckpt").is_file() for f in folders)
+    assert all(json.loads((f / "report.json").read_text())["epochs"] == 1 for f in folders)
+
+
 def execute_notebook(path: Path, cwd: Path) -> list[dict]:
     """Run a notebook top to bottom in `cwd` (so it cannot rot); return all its cells' outputs."""
     import nbformat

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 import yaml
 
-from synthetic import run_train, tiny_overrides
+from synthetic import run_folders, run_train, tiny_overrides
 
 
 def sweep(tmp_path: Path, project_root: Path, data: tuple[Path, Path], *args: str):
@@ -47,9 +47,9 @@ def test_multirun_of_the_four_cells_is_one_parent_and_four_children(tmp_path, pr
         assert run.data.params["model/hidden_size"] == "8" and run.data.params["trainer/max_epochs"] == "1"
         for key in ("train/loss", "val/loss", "val/acc", "train/seq_per_s", "train/grad_norm", "test/acc"):
             assert key in run.data.metrics, (run.info.run_name, key)
-        report = tmp_path / "reports" / "train" / f"{run.data.params['model/name']}.json"
-        reported = json.loads(report.read_text())
-        assert reported["run_id"] == run.info.run_id
+        (folder,) = run_folders(tmp_path, run.data.params["model/name"])  # each job in a folder of its own
+        assert json.loads((folder / "report.json").read_text())["run_id"] == run.info.run_id
+    assert not (tmp_path / "models").exists() and not (tmp_path / "reports").exists()  # no DVC outputs
 
 
 def test_multirun_with_ddp_spawn_on_two_cpu_processes(tmp_path, project_root, data):
@@ -66,9 +66,9 @@ def test_multirun_with_ddp_spawn_on_two_cpu_processes(tmp_path, project_root, da
         points = client.get_metric_history(run.info.run_id, "val/acc")
         assert len(points) == 2  # one value per epoch: only rank 0 logs
         name = run.data.params["model/name"]
-        checkpoints = tmp_path / "models" / name / "checkpoints"
-        assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
-        assert json.loads((tmp_path / "reports" / "train" / f"{name}.json").read_text())["epochs"] == 2
+        (folder,) = run_folders(tmp_path, name)
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+        assert json.loads((folder / "report.json").read_text())["epochs"] == 2
 
 
 def test_optuna_search_maximises_val_acc(tmp_path, project_root, data):

@@ -17,7 +17,7 @@ from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.models.classifier import SequenceClassifier
-from synthetic import MAX_LEN, SIGNAL, VOCAB_SIZE, run_train, tiny_overrides
+from synthetic import MAX_LEN, SIGNAL, VOCAB_SIZE, run_folders, run_train, tiny_overrides
 
 
 def test_synthetic_data_is_what_the_tests_assume(data):
@@ -73,7 +73,7 @@ def train_run(project_root: Path, work: Path, encoded: Path, prepared: Path, uri
     args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru", "trainer.max_epochs=2",
             "logger.system_metrics_s=1", *extra]
     run_train(project_root, args)
-    return json.loads((work / "reports" / "train" / "gru.json").read_text())
+    return json.loads((run_folders(work, "gru")[-1] / "report.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +105,12 @@ def test_same_seed_gives_identical_metrics(trained):
 def test_train_writes_checkpoints_and_summary(trained):
     _, _, work = trained
     for run in ("run1", "run2"):
-        folder = work / run / "models" / "gru"
+        (folder,) = run_folders(work / run, "gru")  # a one-off run keeps everything in its own folder
+        assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "diagnostics", "report.json",
+                                                             "summary.txt"]
         assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
         assert f"Total params: {GRU_PARAMS:,}" in (folder / "summary.txt").read_text()
+        assert not (work / run / "models").exists() and not (work / run / "reports").exists()
 
 
 def test_runs_are_tracked_in_mlflow(trained, project_root, data):

@@ -22,6 +22,8 @@ class EpochThroughput(L.Callback):
         self.start = self.last_batch_end = time.perf_counter()
         self.sequences = 0
 
+    on_train_start = on_train_epoch_start  # a run resumed mid-epoch starts counting where it resumes
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         self.sequences += len(batch["labels" if "labels" in batch else "targets"])  # rows of the batch
         self.last_batch_end = time.perf_counter()
@@ -45,6 +47,8 @@ class EmbeddingFreeze(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pl_module.encoder.embedding.weight.requires_grad_(trainer.current_epoch >= self.epochs)
+
+    on_train_start = on_train_epoch_start  # a run resumed mid-epoch skips the epoch's start
 
 
 class RunIdInCheckpoint(L.Callback):

@@ -1,7 +1,8 @@
-"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoints, resume."""
+"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoints, threads."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,33 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from rnnlab.callbacks import RUN_ID_KEY, EpochThroughput, RunIdInCheckpoint
 from rnnlab.diagnostics.callbacks import ClippingMonitor, RecurrentWeightMonitor
 from rnnlab.errors import ConfigError
+from rnnlab.resume import ExactResume, StepCheckpoint
+
+
+def set_threads(threads: int | None) -> int:
+    """Use `threads` torch threads (`train.threads`; None: `$OMP_NUM_THREADS` when set, else the cores this
+    process may run on)."""
+    if threads is None:
+        given = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"train.threads={threads!r} must be a positive integer or null (all cores)")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def build_callbacks(
-    checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int, diagnostics_dir: Path
+    checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int, diagnostics_dir: Path,
+    checkpoint_every_n_steps: int = 0,
 ) -> list:
-    """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names), early stop,
+    """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names; `last.ckpt` also
+    every `checkpoint_every_n_steps` steps, 0: epoch ends only) with what exact resume needs, early stop,
     LR monitor, throughput, progress bar, and the task-independent diagnostics (recurrent weight spectra,
     gradient clipping) written to `diagnostics_dir`."""
+    if not isinstance(checkpoint_every_n_steps, int) or checkpoint_every_n_steps < 0:
+        raise ConfigError(
+            f"train.checkpoint_every_n_steps={checkpoint_every_n_steps!r} must be an integer >= 0"
+        )
     callbacks: list[L.Callback] = [
         ModelCheckpoint(  # the trainer's `checkpoint_callback`: best.ckpt by the task's monitored metric
             dirpath=checkpoint_dir,
@@ -31,6 +51,7 @@ def build_callbacks(
         # last.ckpt after every epoch, for resuming. (Lightning's `save_last=True` only writes it when a
         # better checkpoint is saved, so it would hold the best epoch, not the latest.)
         ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, enable_version_counter=False),
+        ExactResume(),
         LearningRateMonitor(logging_interval="epoch"),
         EpochThroughput(),
         RunIdInCheckpoint(),
@@ -38,6 +59,8 @@ def build_callbacks(
         RecurrentWeightMonitor(diagnostics_dir),
         ClippingMonitor(diagnostics_dir),
     ]
+    if checkpoint_every_n_steps:
+        callbacks.append(StepCheckpoint(checkpoint_dir, checkpoint_every_n_steps))
     if early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience))
     return callbacks
@@ -49,16 +72,6 @@ def build_trainer(trainer_cfg: dict[str, Any], callbacks: list, logger: Any) -> 
         # Lightning refuses a progress-bar callback together with enable_progress_bar=False.
         callbacks = [c for c in callbacks if not isinstance(c, TQDMProgressBar)]
     return L.Trainer(**trainer_cfg, callbacks=callbacks, logger=logger)
-
-
-def resume_checkpoint(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
-    """The checkpoint to resume from: `last` is `<checkpoint_dir>/last.ckpt`; None starts afresh."""
-    if ckpt_path is None:
-        return None
-    path = checkpoint_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}")
-    return path.resolve()
 
 
 def checkpoint_run_id(path: Path) -> str | None:

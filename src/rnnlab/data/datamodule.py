@@ -8,11 +8,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.data.sampling import BucketBatchSampler, EpochRandomSampler, ResumableBatchSampler
 from rnnlab.data.store import SPLITS, EncodedSplit
 from rnnlab.io import read_json
+from rnnlab.resume import training_position
 
 
 class EncodedDataset(Dataset):
@@ -65,7 +67,11 @@ class TrimCollate:
 
 
 class SequenceDataModule(L.LightningDataModule):
-    """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches."""
+    """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches.
+
+    The training order is a function of (seed, epoch), and every checkpoint holds the position in it
+    (`state_dict`), so a run resumed from any checkpoint trains on the batches the uninterrupted run would.
+    """
 
     def __init__(
         self,
@@ -83,6 +89,17 @@ class SequenceDataModule(L.LightningDataModule):
         self.seed = seed
         self.meta: dict[str, Any] = read_json(self.encoded_dir / "meta.json")
         self.splits: dict[str, EncodedSplit] = {}
+        self.start: tuple[int, int] | None = None  # where the next training loader starts (resuming)
+
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epoch, batches = training_position(self.trainer)
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self.start = (state_dict["epoch"], state_dict["batches"])
 
     @property
     def vocab_size(self) -> int:
@@ -97,12 +114,13 @@ class SequenceDataModule(L.LightningDataModule):
             if split not in self.splits:
                 self.splits[split] = EncodedSplit.load(self.encoded_dir / split)
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        """A loader over one split; training shuffles (seeded), evaluation keeps a fixed order."""
+    def loader(self, split: str, shuffle: bool, start: tuple[int, int] | None = None) -> DataLoader:
+        """A loader over one split; training shuffles (by seed and epoch), evaluation keeps a fixed order.
+        `start`: (epoch, batches to skip) of its first pass. The loader's own generator keeps it from drawing
+        on the global RNG (dropout's), so that loading data never shifts the random numbers training sees."""
         self.setup()
         dataset = EncodedDataset(self.splits[split])
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else SequentialSampler(dataset)
         if self.bucket:
             batches = BucketBatchSampler(
                 sampler,
@@ -111,20 +129,22 @@ class SequenceDataModule(L.LightningDataModule):
                 lengths=self.splits[split].lengths,
                 shuffle=shuffle,
                 seed=self.seed,
+                start=start,
             )
-            loader_args: dict[str, Any] = {"batch_sampler": batches}
         else:
-            loader_args = {"sampler": sampler, "batch_size": self.batch_size}
+            batches = ResumableBatchSampler(sampler, self.batch_size, drop_last=False, start=start)
         return DataLoader(
             dataset,
+            batch_sampler=batches,
             collate_fn=TrimCollate(self.meta["padding"]),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            **loader_args,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        start, self.start = self.start, None
+        return self.loader("train", shuffle=True, start=start)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)

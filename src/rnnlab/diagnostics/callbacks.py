@@ -242,11 +242,13 @@ class ClippingMonitor(DiagnosticMonitor):
         self.steps: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "norms": self.norms}
+        """With the steps of the epoch under way, for a checkpoint saved mid-epoch."""
+        return {"rows": self.rows, "norms": self.norms, "steps": list(self.steps)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.norms = {int(epoch): list(norms) for epoch, norms in state_dict["norms"].items()}
+        self.steps = [tuple(step) for step in state_dict.get("steps", [])]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.steps = []

@@ -33,6 +33,19 @@ class RecurrentTaskModule(L.LightningModule):
         norm = grad_norm(self, norm_type=2)["grad_2.0_norm_total"]
         self.log("train/grad_norm", norm, on_step=False, on_epoch=True)
 
+    def on_train_epoch_end(self) -> None:
+        """Step ReduceLROnPlateau here, before the end-of-epoch checkpoint is saved (checkpoint callbacks run
+        after this hook), so that a resumed run continues with the scheduler state and learning rate of the
+        uninterrupted one. Lightning would step it only after saving; `lr_scheduler_step` leaves it alone."""
+        for config in self.trainer.lr_scheduler_configs:
+            value = self.trainer.callback_metrics.get(config.monitor) if config.reduce_on_plateau else None
+            if value is not None:
+                config.scheduler.step(value)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            super().lr_scheduler_step(scheduler, metric)
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
