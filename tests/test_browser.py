@@ -78,23 +78,22 @@ def mlflow_ui(smoke_pipeline) -> Iterator[str]:
 
 def add_column(page, name: str) -> None:
     """The runs table's Columns menu, as a user does it: search the name, tick it."""
-    page.get_by_role("button", name="Columns").click()
+    page.get_by_role("button", name="Columns", exact=True).click()
     page.get_by_placeholder("Search columns").fill(name)
     page.get_by_text(name, exact=True).last.click()
     page.keyboard.press("Escape")
 
 
-def table_rows(page, count: int) -> dict[str, dict[str, str]]:
-    """Run name -> the text of the chosen columns, for the first `count` rows of the runs table."""
-    rows = {}
-    for index in range(count):
-        row = page.locator(f'[row-index="{index}"]')
-        name = row.locator('[col-id="attributes.`Run Name`"]').inner_text().strip()
-        rows[name] = {}
-        for column in COLUMNS:
-            kind = "params" if column == "model/cell" else "metrics"
-            rows[name][column] = row.locator(f'[col-id="{kind}.`{column}`"]').inner_text().strip()
-    return rows
+def row_values(page, run_name: str) -> dict[str, str]:
+    """The text of the added columns in the runs table's row of `run_name` (the grid splits a row into a
+    pinned and a scrolling part that share its `row-index`)."""
+    named = page.locator('[role="row"]', has=page.get_by_text(run_name, exact=True)).first
+    row = page.locator(f'[role="row"][row-index="{named.get_attribute("row-index")}"]')
+    kinds = {column: "params" if column == "model/cell" else "metrics" for column in COLUMNS}
+    return {
+        column: row.locator(f'[col-id="{kinds[column]}.`{column}`"]').inner_text().strip()
+        for column in COLUMNS
+    }
 
 
 def test_runs_table_shows_each_cell_with_its_params_and_metrics(smoke_pipeline, mlflow_ui, browser, shots):
@@ -110,12 +109,11 @@ def test_runs_table_shows_each_cell_with_its_params_and_metrics(smoke_pipeline, 
     for column in COLUMNS:
         add_column(page, column)
     page.locator('[col-id="metrics.`test/acc`"]').first.wait_for()
-    page.screenshot(path=str(shots / "mlflow_runs.png"))
-    shown = table_rows(page, len(runs))
+    page.screenshot(path=str(shots / "mlflow_runs.png"), clip={"x": 0, "y": 0, "width": 1780, "height": 520})
     for name, cell in CELLS.items():
         run_ = client.get_run(reports[name]["run_id"])
         assert run_.info.run_name.startswith(f"imdb-{name}-") and run_.data.tags["cell"] == cell
-        row = shown[run_.info.run_name]
+        row = row_values(page, run_.info.run_name)
         assert row["model/cell"] == cell, (run_.info.run_name, row)  # the cell it trained, not the default
         for column, key in (("val/acc_best", "val_acc_best"), ("test/acc", "test/acc")):
             assert float(row[column].rstrip(".")) == pytest.approx(reports[name][key], abs=1e-3), row
@@ -128,7 +126,8 @@ def test_dvc_plots_page_renders_offline(smoke_pipeline, browser, shots, tmp_path
     work, env, _ = smoke_pipeline
     run(["dvc", "plots", "show", "dvc.yaml", "-o", str(tmp_path / "plots")], work, env)
     html = (tmp_path / "plots" / "index.html").read_text()
-    assert all(f"history/{cell}.csv" in html for cell in CELLS)  # the curves' data: one line per cell
+    # the curves' data: one line per cell, named by the shortest distinct part of reports/history/<cell>.csv
+    assert all(f'"filename": "{cell}.csv"' in html for cell in CELLS)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     requested, errors = [], []
     page.route("http*://**", lambda route: (requested.append(route.request.url), route.abort()))
