@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import run_dirs, run_logger, tracking
+from rnnlab import history, run_dirs, run_logger, tracking
 from rnnlab.config import model_config, project_root, section
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.summary import model_summary
@@ -132,6 +132,7 @@ def write_outputs(
     run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     for path in artifacts:
         run.log_artifact(logger.run_id, str(path))
+    history.write_run_views(run, logger.run_id, out_dir, cfg.task.monitor)
     tests = {k.replace("/", "_"): round(v, 4) for k, v in report.items() if k.startswith("test/")}
     summary("train", **{k: report[k] for k in ("model", "params", "epochs", key)}, **tests)
 

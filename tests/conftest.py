@@ -1,4 +1,5 @@
-"""Shared fixtures: the project root and the offline data copies beside it (../shared/data)."""
+"""Shared fixtures: the project root, the offline data copies beside it (../shared/data) and the smoke
+pipeline's throw-away repo (run once per session, read by the pipeline, notebook and browser tests)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dvc_repo import project_copy, run
 from synthetic import write_encoded, write_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,14 @@ def keep_mlflow_tracking_uri():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        help="tests/test_browser.py saves its screenshots here (e.g. docs/) instead of pytest's tmp folder",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +59,18 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
     write_encoded(root / "encoded")
     write_vocab(root / "prepared")
     return root / "encoded", root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(tmp_path_factory, project_root, mini_archive) -> tuple[Path, dict, str]:
+    """A git+DVC copy of the project after the README's `dvc exp run dvc.yaml -S experiment=smoke` on the
+    mini archive: (repo, env, the command's output)."""
+    from rnnlab.data.download import sha256_file
+
+    work = tmp_path_factory.mktemp("smoke")
+    env = project_copy(
+        project_root, work, RNNLAB_IMDB_SOURCE=str(mini_archive), RNNLAB_IMDB_SHA256=sha256_file(mini_archive)
+    )
+    # gru gets its own width, so that each run's model/hidden_size tells the cells apart
+    command = ["dvc", "exp", "run", "dvc.yaml", "-S", "experiment=smoke", "-S", "models.gru.hidden_size=24"]
+    return work, env, run(command, work, env)

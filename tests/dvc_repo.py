@@ -8,7 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-COPIED = ("conf", "pipelines", "src", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore")
+COPIED = (
+    "conf",
+    "pipelines",
+    "src",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+)
 GIT_USER = ["-c", "user.name=ci", "-c", "user.email=ci@localhost"]
 
 

@@ -1,4 +1,5 @@
-"""`dvc repro` of the data stages in a throw-away git repository, on the mini IMDB archive."""
+"""`dvc repro` of the data stages in a throw-away git repository, on the mini IMDB archive; the smoke
+pipeline (conftest's `smoke_pipeline`), its DVC views and the notebooks that read its runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dvc_repo import commit, project_copy, run
@@ -71,16 +73,17 @@ def test_changing_max_len_reruns_only_encode(repo):
     assert "max_len: 32" in (work / "params.yaml").read_text()
 
 
-def test_smoke_experiment_runs_the_whole_pipeline(repo):
-    """`dvc exp run -S experiment=smoke`: every stage on tiny settings; then `dvc repro` has nothing to do."""
+def test_smoke_experiment_runs_the_whole_pipeline(smoke_pipeline):
+    """`dvc exp run dvc.yaml -S experiment=smoke`: every stage on tiny settings, no word about the other
+    pipelines' outputs; then `dvc repro` has nothing to do."""
     import mlflow
 
-    work, env = repo
-    # gru gets its own width, so that each run's model/hidden_size tells the cells apart
-    out = run(["dvc", "exp", "run", "-S", "experiment=smoke", "-S", "models.gru.hidden_size=24"], work, env)
+    work, env, out = smoke_pipeline
     stages = ["prepare", "encode", *(f"{s}@{c}" for s in ("train", "evaluate", "export") for c in CELLS)]
     for stage in (*stages, "register", "compare"):
         assert f"Running stage '{stage}'" in out, stage
+    for other in ("forecast", "elecdemand", "charlm", "tinyshakespeare"):
+        assert other not in out, other
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imdb").experiment_id
     runs = {r.info.run_id: r for r in client.search_runs([experiment])}
@@ -111,23 +114,18 @@ def test_smoke_experiment_runs_the_whole_pipeline(repo):
     assert registered["model"] == best and registered["alias"] == "champion"
     version = client.get_model_version_by_alias("imdb-sentiment", "champion")
     assert version.run_id == trained[best]["run_id"]
-    metrics_out = run(["dvc", "metrics", "show", "--json"], work, env)
-    assert all(f"reports/eval/{cell}/metrics.json" in metrics_out for cell in CELLS)
-    run(["dvc", "plots", "show", "-o", "dvc_plots"], work, env)
-    page = (work / "dvc_plots" / "index.html").read_text()
-    assert "accuracy_by_length.png" in page and "ROC (test)" in page  # PNGs (offline) and Vega curves
     assert "Running stage" not in run(["dvc", "repro"], work, env)
 
 
 HIDDEN = {"rnn": "16", "lstm": "16", "gru": "24", "bilstm": "16"}
 
 
-def test_pipeline_runs_in_mlflow_are_what_they_trained(repo, mini_archive, tmp_path):
+def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_archive, tmp_path):
     """Read back what the smoke pipeline logged: each run's own cell, epoch steps, datasets, system metrics,
     a model each, descriptions; the registered version; the comparison run."""
     import mlflow
 
-    work, _ = repo
+    work, _, _ = smoke_pipeline
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imdb").experiment_id
     runs = client.search_runs([experiment], "tags.`rnnlab.source` = 'dvc' and tags.model != ''")
@@ -178,10 +176,10 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(repo, mini_archive, tmp_p
     assert sorted(row[table["columns"].index("model")] for row in table["data"]) == sorted(CELLS)
 
 
-def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(repo):
+def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(smoke_pipeline):
     """After the smoke pipeline, the README's sweep and a one-off run of a cell keep their checkpoints and
     reports in their own run folders: `dvc status` stays clean and the stage's outputs are unchanged."""
-    work, env = repo
+    work, env, _ = smoke_pipeline
     published = (work / "models/imdb/gru/checkpoints/best.ckpt").read_bytes()
     train = [sys.executable, "pipelines/train.py", "experiment=smoke", "trainer.max_epochs=1"]
     run([*train[:2], "-m", "model=rnn,gru", *train[2:]], work, env)
@@ -194,6 +192,37 @@ def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(repo):
     folders = sorted((work / "runs/imdb/gru").iterdir())  # the sweep's gru job and the one-off run, apart
     assert len(folders) == 2 and all((f / "checkpoints/best.ckpt").is_file() for f in folders)
     assert all(json.loads((f / "report.json").read_text())["epochs"] == 1 for f in folders)
+
+
+def test_dvc_views_are_readable(smoke_pipeline):
+    """`dvc metrics show`: the four cells' val/test accuracy, read back from their MLflow runs, in a table
+    that fits 120 columns, without rows or warnings from the unrun pipelines; the per-epoch history of each
+    cell is the MLflow run's; `dvc plots show dvc.yaml` inlines Vega (no CDN) and draws the curves."""
+    import mlflow
+
+    work, env, _ = smoke_pipeline
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    table = run(["dvc", "metrics", "show"], work, env)
+    lines = table.strip().splitlines()
+    assert lines[0].split() == ["Path", "test/acc", "val/acc_best"], table
+    assert [line.split()[0] for line in lines[1:]] == [f"reports/metrics/{c}.json" for c in CELLS], table
+    assert max(map(len, lines)) <= 120 and "failed" not in table
+    for cell in CELLS:
+        report = json.loads((work / f"reports/train/{cell}.json").read_text())
+        logged = client.get_run(report["run_id"]).data.metrics
+        summary = json.loads((work / f"reports/metrics/{cell}.json").read_text())
+        assert summary == {"val/acc_best": logged["val/acc_best"], "test/acc": logged["test/acc"]}
+        assert summary["test/acc"] == pytest.approx(report["test/acc"])
+        history = pd.read_csv(work / f"reports/history/{cell}.csv")
+        assert list(history["epoch"]) == list(range(1, report["epochs"] + 1))  # the epoch is the step
+        val_acc = [m.value for m in client.get_metric_history(report["run_id"], "val/acc")]
+        assert list(history["val/acc"]) == pytest.approx(val_acc)
+        assert {"train/loss", "val/loss", "lr"} <= set(history.columns)
+    shown = run(["dvc", "plots", "show", "dvc.yaml", "-o", "dvc_plots"], work, env)
+    assert "failed" not in shown
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert "Validation accuracy by epoch" in page and "accuracy_by_length.png" in page
+    assert "cdn.jsdelivr.net" not in page and "vegaEmbed" in page
 
 
 def execute_notebook(path: Path, cwd: Path) -> list[dict]:
@@ -212,9 +241,9 @@ def printed(outputs: list[dict]) -> str:
     return "".join(output.get("text", "") for output in outputs)
 
 
-def test_compare_runs_notebook_executes(repo, project_root, monkeypatch):
+def test_compare_runs_notebook_executes(smoke_pipeline, project_root, monkeypatch):
     """After the smoke pipeline: the notebook reads the four runs back from MLflow."""
-    work, _ = repo
+    work, _, _ = smoke_pipeline
     # the project's own store (an in-process MLflow call of an earlier module may have exported another)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     outputs = execute_notebook(project_root / "notebooks" / "compare_runs.ipynb", work)
@@ -237,16 +266,16 @@ def test_invalid_value_is_named_with_the_allowed_values(repo):
     assert "data.encode.padding" in done.stderr and "pre" in done.stderr and "post" in done.stderr
 
 
-def test_vanishing_gradients_notebook_executes(repo, project_root):
+def test_vanishing_gradients_notebook_executes(smoke_pipeline, project_root):
     """After the smoke pipeline: gradient flow, spectral radius, clipping and accuracy by length per cell."""
-    work, _ = repo
+    work, _, _ = smoke_pipeline
     outputs = execute_notebook(project_root / "notebooks" / "vanishing_gradients.ipynb", work)
     assert "missing" not in printed(outputs), printed(outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4  # gradient flow, spectral radius, clipping, accuracy by length
 
 
-def test_data_overview_notebook_executes(repo, project_root):
-    work, _ = repo
+def test_data_overview_notebook_executes(smoke_pipeline, project_root):
+    work, _, _ = smoke_pipeline
     outputs = execute_notebook(project_root / "notebooks" / "data_overview.ipynb", work)
     assert "vocabulary:" in printed(outputs) and "most frequent:" in printed(outputs)

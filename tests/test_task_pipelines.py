@@ -59,8 +59,17 @@ def test_forecast_pipeline_runs_every_stage_once(tmp_path, project_root):
     assert (reports / "compare" / "test_mae.png").is_file()
     assert not (work / "reports" / "train").exists(), "the forecast pipeline wrote into the IMDB reports"
     assert "Running stage" not in run(["dvc", "repro", "pipelines/forecast/dvc.yaml"], work, env)
-    run(["dvc", "plots", "show", "-o", "dvc_plots"], work, env)
-    assert "forecast.png" in (work / "dvc_plots" / "index.html").read_text()
+    shown = run(["dvc", "plots", "show", "pipelines/forecast/dvc.yaml", "-o", "dvc_plots"], work, env)
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert "failed" not in shown and "forecast.png" in page and "Validation loss by epoch" in page
+    for cell in cells:  # the pipeline's own views: history and best val/loss + test loss per cell
+        assert set(json.loads((reports / "metrics" / f"{cell}.json").read_text())) == {
+            "val/loss_best",
+            "test/loss",
+        }
+        assert "val/loss" in (reports / "history" / f"{cell}.csv").read_text().splitlines()[0]
+    # declared nowhere as metrics: an IMDB-only `dvc metrics show` stays free of forecast rows
+    assert "reports/forecast" not in run(["dvc", "metrics", "show"], work, env)
 
 
 def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_root):

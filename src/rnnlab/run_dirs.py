@@ -8,7 +8,8 @@
   own, `<paths.runs_dir>/<cell>/<date>_<time>-<random>/`, and never into DVC-tracked outputs.
   `ckpt_path=last` resumes the cell's run whose `last.ckpt` was written most recently, in its folder.
 
-Every run folder holds `checkpoints/{best,last}.ckpt`, `diagnostics/`, `summary.txt` and `report.json`.
+Every run folder holds `checkpoints/{best,last}.ckpt`, `diagnostics/`, `summary.txt`, `history.csv`,
+`metrics.json` and `report.json`.
 The scratch folder must be on the same file system as the outputs (they are moved by renaming).
 """
 
@@ -55,6 +56,8 @@ def stage_outputs(cfg: DictConfig, cell: str) -> dict[str, Path]:
         "checkpoints": models / "checkpoints",
         "diagnostics": reports / "diagnostics" / cell,
         "summary.txt": models / "summary.txt",
+        "history.csv": reports / "history" / f"{cell}.csv",
+        "metrics.json": reports / "metrics" / f"{cell}.json",
         "report.json": reports / "train" / f"{cell}.json",
     }
 
