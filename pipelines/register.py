@@ -3,7 +3,7 @@ raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point
 new version, with a description and tags (cell, data digest, val accuracy).
 
     python pipelines/register.py
-    mlflow models serve -m models:/imdb-sentiment@champion --env-manager local   # then serve it
+    rnnlab serve -m models:/imdb-sentiment@champion   # then serve it (README: serve)
 The pyfunc goes to the winning training run (artifact path `model`), at the step of its best checkpoint's
 epoch, so the version shows that epoch's metrics; `reports/register.json` records the choice and the local
 files `rnnlab predict` uses by default.
@@ -83,6 +83,7 @@ def main(cfg: DictConfig) -> None:
     }
     uri = tracking_uri(cfg.logger.tracking_uri, root)
     client = MlflowClient(uri)
+    text_column = OmegaConf.select(cfg, "data.source.text_column", default=None) or "text"
     info = log_text_model(
         best["run_id"],
         files["model"].parent,
@@ -90,6 +91,7 @@ def main(cfg: DictConfig) -> None:
         files["meta"],
         uri,
         name,
+        text_column=text_column,
         step=model_step(client, best["run_id"]),
     )
     version = int(info.registered_model_version)
@@ -106,6 +108,7 @@ def main(cfg: DictConfig) -> None:
             "val_acc_best": best["val_acc_best"],
             "task": task,
             "model_uri": f"models:/{name}@{ALIAS}",
+            "text_column": text_column,
             "files": {key: shown(path, root) for key, path in files.items()},
         },
     )

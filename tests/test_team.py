@@ -260,11 +260,6 @@ def test_predict_with_the_champion_from_the_server(server, pipeline, tmp_path):
     assert done.returncode != 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracking.ensure_experiment gives new experiments a local file: artifact location, so a run "
-    "whose experiment does not exist yet on the server writes its artifacts to the trainer's disk",
-)
 def test_an_experiment_a_run_creates_keeps_artifacts_on_the_server(server, tmp_path):
     import mlflow
 

@@ -22,11 +22,14 @@ def tracking_uri(configured: str | None, root: Path) -> str:
 
 
 def ensure_experiment(name: str, uri: str, root: Path) -> str:
-    """The id of experiment `name`, created (artifacts under `<root>/mlartifacts`) when missing."""
+    """The id of experiment `name`, created when missing: with a local store its artifacts go under
+    `<root>/mlartifacts`; a tracking server keeps them where it is configured to (proxied artifacts)."""
     client = mlflow.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
+    if uri.startswith(("http://", "https://")):
+        return client.create_experiment(name)
     return client.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
 
 
