@@ -3,7 +3,7 @@ raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point
 new version, with a description and tags (cell, data digest, val accuracy).
 
     python pipelines/register.py
-    rnnlab serve -m models:/imdb-sentiment@champion   # then serve it (README: serve)
+    rnnlab serve --model models:/imdb-sentiment@champion   # then serve it (README: serve)
 The pyfunc goes to the winning training run (artifact path `model`), at the step of its best checkpoint's
 epoch, so the version shows that epoch's metrics; `reports/register.json` records the choice and the local
 files `rnnlab predict` uses by default.
