@@ -30,6 +30,7 @@ from rnnlab.evaluation import (
     quantile_edges,
     thin,
 )
+from rnnlab.stage import report_errors
 from synthetic import run_stage, run_train, stage_overrides, tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -246,8 +247,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, project_root, data, capsy
     overrides = [f"paths.{key}={tmp_path / key}" for key in ("models_dir", "reports_dir")]
     with initialize_config_dir(str(project_root / "conf"), version_base="1.3"):
         cfg = compose("config", [*overrides, f"paths.encoded_dir={data[0]}", "+model_key=lstm"])
-    with pytest.raises(SystemExit) as exited:
-        stage.main(cfg)
+    with pytest.raises(SystemExit) as exited:  # the stage function itself, under its error reporting
+        report_errors(stage.main.__wrapped__)(cfg)
     assert exited.value.code == 2
     message = capsys.readouterr().err
     assert f"{tmp_path}/models_dir/lstm/checkpoints/best.ckpt is missing" in message
