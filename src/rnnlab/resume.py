@@ -194,9 +194,12 @@ class LogOnce:
         keys = client.get_run(run_id).data.metrics
         self.logged = {(key, point.step) for key in keys for point in client.get_metric_history(run_id, key)}
         self.log_metrics = logger.log_metrics
+        self.epoch = getattr(logger, "epoch", lambda: None)  # an epoch-stepped logger writes at the epoch
 
     def __call__(self, metrics: dict[str, float], step: int | None = None) -> None:
-        fresh = {key: value for key, value in metrics.items() if (key, step or 0) not in self.logged}
+        epoch = self.epoch()
+        written = step if epoch is None else epoch
+        fresh = {key: value for key, value in metrics.items() if (key, written or 0) not in self.logged}
         if fresh:
             self.log_metrics(fresh, step)
 
