@@ -43,7 +43,10 @@ POSITIVE = number(0, open_low=True)
 LABEL = either(
     text(), Rule(is_int, "an integer"), bad=("",), allowed="a label of the data (a string or an integer)"
 )
-PATHS = ("data_dir", "downloads_dir", "raw_dir", "prepared_dir", "encoded_dir", "models_dir", "reports_dir")
+PATHS = (
+    "data_dir", "downloads_dir", "raw_dir", "prepared_dir", "encoded_dir", "models_dir", "reports_dir",
+    "runs_dir",
+)
 PRECISIONS = tuple(value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal))
 
 MODEL = {
@@ -71,6 +74,8 @@ RULES: dict[str, Rule] = {
     "optim.weight_decay": number(0),
     "optim.scheduler": choice(SCHEDULERS),
     "train.early_stopping_patience": NON_NEGATIVE,
+    "train.checkpoint_every_n_steps": COUNT,
+    "train.threads": nullable(COUNT, "$OMP_NUM_THREADS, else every available core"),
     "diagnostics.gradient_flow.epochs": items(either(NON_NEGATIVE, choice((LAST,)), bad=(-1,)), min_len=0),
     "diagnostics.gradient_flow.steps": COUNT,
     "diagnostics.gradient_flow.rows": COUNT,
