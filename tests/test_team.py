@@ -184,7 +184,7 @@ def test_pipeline_logs_runs_artifacts_and_registry_to_the_server(server, pipelin
             report = json.loads((work / f"reports/train/{cell}.json").read_text())
             logged = runs[report["run_id"]]
             assert logged.info.status == "FINISHED" and logged.data.params["model/hidden_size"] == "16"
-            assert logged.data.metrics["eval/test_acc"] == pytest.approx(report["test/acc"], abs=1e-6)
+            assert logged.data.metrics["test/acc"] == pytest.approx(report["test/acc"], abs=1e-6)
             assert logged.info.artifact_uri.startswith("mlflow-artifacts:/"), logged.info.artifact_uri
             assert client.list_artifacts(report["run_id"]), f"no artifacts for {cell}"
             stored = folder / "artifacts" / experiment.experiment_id / report["run_id"] / "artifacts"
