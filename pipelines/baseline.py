@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param
 from omegaconf import DictConfig
 
 from rnnlab import baseline, tracking
+from rnnlab.comparison import BASELINE
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.stage import entry_point, summary
@@ -44,11 +45,12 @@ def main(cfg: DictConfig) -> None:
         cfg.seed,
     )
     train_report, metrics = baseline.reports(result)
+    metrics["positive_label"] = chosen  # as in a model's evaluation metrics
     train_report["run_id"] = log_run(cfg, train_report, metrics)
     with atomic_dir(resolve_path(cfg.paths.reports_dir) / "baseline") as folder:
         write_json(folder / "train.json", train_report)
         write_json(folder / "metrics.json", metrics)
-    summary("baseline", model=baseline.NAME, C=result.chosen_C, features=result.features,
+    summary("baseline", model=BASELINE, C=result.chosen_C, features=result.features,
             val_acc=f"{train_report['val_acc_best']:.4f}", test_acc=f"{metrics['acc']:.4f}")
 
 
@@ -60,8 +62,8 @@ def log_run(cfg: DictConfig, train_report: dict, metrics: dict) -> str:
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(
         tracking.ensure_experiment(experiment, uri, root),
-        run_name=tracking.run_name(experiment, baseline.NAME),
-        tags={"model": baseline.NAME, "cell": baseline.NAME, "git_commit": tracking.git_commit(root)},
+        run_name=tracking.run_name(experiment, BASELINE),
+        tags={"model": BASELINE, "cell": BASELINE, "git_commit": tracking.git_commit(root)},
     )
     now = int(time.time() * 1000)
     params = {**{f"baseline/{k}": v for k, v in section(cfg, "baseline").items()},

@@ -1,10 +1,12 @@
 """Compare the trained models of a task: `<reports_dir>/compare.{md,csv}`, PNG plots, and an MLflow run that
 holds the table, the plots and links to the compared runs.
 
-    python pipelines/compare.py                      # after train@ and evaluate@ of every model
+    python pipelines/compare.py                      # after train@, evaluate@ of every model and baseline
     python pipelines/compare.py compare.models=[lstm,gru]
     python pipelines/compare.py task=forecast
-The columns, the ranking and the plots come from the task (rnnlab.tasks.<kind>.COMPARE, compare_plots).
+The columns, the ranking and the plots come from the task (rnnlab.tasks.<kind>.COMPARE, compare_plots). A
+config with a `baseline` section (classification: conf/task/imdb.yaml) adds the `baseline` stage's row,
+`tfidf_lr`: compared and plotted, never the winner; the description says whether it beats the winner.
 """
 
 from pathlib import Path
@@ -14,7 +16,17 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from rnnlab import tracking
-from rnnlab.comparison import best_model, comparison_table, read_reports, to_markdown, verdict
+from rnnlab.comparison import (
+    BASELINE,
+    BASELINE_NOTE,
+    baseline_beats,
+    baseline_verdict,
+    best_model,
+    comparison_table,
+    read_reports,
+    to_markdown,
+    verdict,
+)
 from rnnlab.config import project_root, resolve_path
 from rnnlab.io import atomic_dir, atomic_file
 from rnnlab.stage import entry_point, summary
@@ -26,39 +38,49 @@ def main(cfg: DictConfig) -> None:
     root = project_root()
     task = task_module(cfg)
     reports_dir = resolve_path(cfg.paths.reports_dir)
-    table = comparison_table(read_reports(list(cfg.compare.models), reports_dir), task.COMPARE)
+    reports = read_reports(list(cfg.compare.models), reports_dir, baseline="baseline" in cfg)
+    table = comparison_table(reports, task.COMPARE)
+    best = best_model(table, task.COMPARE)
+    said = (verdict(table, best, task.COMPARE), baseline_verdict(table, best, task.COMPARE))
+    lines = [f"{line}." for line in said if line]
+    header = task.COMPARE_HEADER + (f" {BASELINE_NOTE}" if BASELINE in table.index else "")
     with atomic_file(reports_dir / "compare.csv") as handle:
         table.to_csv(handle)
     with atomic_file(reports_dir / "compare.md", encoding="utf-8") as handle:
-        handle.write(task.COMPARE_HEADER + "\n\n" + to_markdown(table, task.COMPARE))
+        handle.write(header + "\n\n" + to_markdown(table, task.COMPARE) + "\n" + "\n".join(lines) + "\n")
     with atomic_dir(reports_dir / "compare") as folder:
         task.compare_plots(table, folder)
-    best = best_model(table, task.COMPARE)
-    log_comparison(cfg, root, reports_dir, table, best, task.COMPARE)
-    ranked = {task.COMPARE.rank_by: round(table.at[best, task.COMPARE.rank_by], 4)}
-    summary("compare", models=",".join(table.index), best=best, **ranked)
+    log_comparison(cfg, root, reports_dir, table, best, task.COMPARE, " ".join(lines))
+    facts = {task.COMPARE.rank_by: round(table.at[best, task.COMPARE.rank_by], 4)}
+    if BASELINE in table.index:
+        facts["baseline_beats_best"] = str(baseline_beats(table, best, task.COMPARE)).lower()
+    summary("compare", models=",".join(table.index), best=best, **facts)
 
 
 def log_comparison(
-    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, spec: Comparison
+    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, spec: Comparison,
+    description: str,
 ) -> None:
     """An MLflow run `<task>-compare-<id>`: the table (`log_table`: no per-model metrics in the charts), the
-    plots, the compared runs (tag and links) and a description naming the winner and its margin."""
+    plots, the compared runs, the baseline's among them (tag and links), and `description`, which names the
+    winner, its margin and how the baseline fares."""
     task = cfg.logger.experiment_name
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = tracking.ensure_experiment(task, uri, root)
     runs = table["run_id"].dropna().to_dict()
     links = ", ".join(f"[{m}](#/experiments/{experiment}/runs/{run_id})" for m, run_id in runs.items())
+    tags = {"baseline": BASELINE, "baseline_beats_best": str(baseline_beats(table, best, spec)).lower()}
     run = client.create_run(
         experiment,
         run_name=tracking.run_name(task, "compare"),
         tags={
             "comparison": "true",
             "best_model": best,
+            **(tags if BASELINE in table.index else {}),
             "compared_runs": ",".join(f"{model}:{run_id}" for model, run_id in runs.items()),
             "git_commit": tracking.git_commit(root),
-            "mlflow.note.content": f"{verdict(table, best, spec)}. Runs: {links}",
+            "mlflow.note.content": f"{description} Runs: {links}",
             **tracking.source_tags(),
         },
     )

@@ -80,7 +80,7 @@ def test_smoke_experiment_runs_the_whole_pipeline(smoke_pipeline):
 
     work, env, out = smoke_pipeline
     stages = ["prepare", "encode", *(f"{s}@{c}" for s in ("train", "evaluate", "export") for c in CELLS)]
-    for stage in (*stages, "register", "compare"):
+    for stage in (*stages, "baseline", "register", "compare"):
         assert f"Running stage '{stage}'" in out, stage
     for other in ("forecast", "elecdemand", "charlm", "tinyshakespeare"):
         assert other not in out, other
@@ -107,7 +107,12 @@ def test_smoke_experiment_runs_the_whole_pipeline(smoke_pipeline):
         assert {"model.onnx", "model.pt", "export.json"} <= {p.name for p in export.iterdir()}
         assert max(json.loads((export / "export.json").read_text())["max_abs_diff"].values()) <= 1e-5
     compare = (work / "reports/compare.md").read_text()
-    assert all(f" {cell} |" in compare for cell in CELLS)
+    assert all(f" {cell} |" in compare for cell in (*CELLS, "tfidf_lr (baseline)"))
+    # The baseline is scored on the cells' length buckets: same edges, same test texts in each
+    baseline = json.loads((work / "reports/baseline/metrics.json").read_text())["length_buckets"]
+    for cell in CELLS:
+        buckets = json.loads((work / f"reports/eval/{cell}/metrics.json").read_text())["length_buckets"]
+        assert {name: b["n"] for name, b in baseline.items()} == {name: b["n"] for name, b in buckets.items()}
     registered = json.loads((work / "reports/register.json").read_text())
     trained = {c: json.loads((work / f"reports/train/{c}.json").read_text()) for c in CELLS}
     best = max(sorted(CELLS), key=lambda c: trained[c]["val_acc_best"])  # ties: first by name
@@ -171,9 +176,14 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
     assert compare.data.metrics == {} and compare.data.tags["best_model"] in CELLS
     assert f"{compare.data.tags['best_model']} wins on val_acc" in compare.data.tags["mlflow.note.content"]
     assert all(by_cell[c].info.run_id in compare.data.tags["compared_runs"] for c in CELLS)
+    baseline = json.loads((work / "reports/baseline/train.json").read_text())["run_id"]
+    assert client.get_run(baseline).data.tags["model"] == "tfidf_lr"  # the baseline's own run, linked
+    assert f"tfidf_lr:{baseline}" in compare.data.tags["compared_runs"]
+    assert "baseline tfidf_lr" in compare.data.tags["mlflow.note.content"]
     local = client.download_artifacts(compare.info.run_id, "comparison.json", str(tmp_path))
     table = json.loads(Path(local).read_text())
-    assert sorted(row[table["columns"].index("model")] for row in table["data"]) == sorted(CELLS)
+    models = [row[table["columns"].index("model")] for row in table["data"]]
+    assert sorted(models) == sorted([*CELLS, "tfidf_lr"])
 
 
 def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(smoke_pipeline):

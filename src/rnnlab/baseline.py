@@ -20,9 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 from rnnlab import evaluation
+from rnnlab.comparison import BASELINE
 from rnnlab.errors import ConfigError
-
-NAME = "tfidf_lr"  # its row in the comparison
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def reports(result: BaselineResult) -> tuple[dict[str, Any], dict[str, Any]]:
     """The baseline's two reports, shaped as a recurrent model's training report and evaluation metrics,
     so that the comparison reads it as one more row."""
     train = {
-        "model": NAME,
+        "model": BASELINE,
         "params": result.coefficients,
         "features": result.features,
         "C": result.chosen_C,

@@ -7,12 +7,13 @@ display, and no global figure state is left behind.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 DPI = 120
 
@@ -85,25 +86,44 @@ def bucket_accuracy(
     save(figure, path)
 
 
-def accuracy_vs_params(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Test accuracy against parameter count, one labelled point per model (rows of the comparison table)."""
+def accuracy_vs_params(
+    table: pd.DataFrame, path: str | os.PathLike, classical: Mapping[str, str] | None = None
+) -> None:
+    """Test accuracy against parameter count, one labelled point per model (rows of the comparison table);
+    rows named in `classical` (a non-neural baseline) are crosses labelled with their text there."""
+    classical = classical or {}
     figure, ax = new_figure(5.5, 4.0)
-    ax.scatter(table["params"], table["test_acc"])
+    neural = table.drop(index=list(classical), errors="ignore")
+    ax.scatter(neural["params"], neural["test_acc"], label="recurrent models")
+    others = table.loc[[model for model in table.index if model in classical]]
+    if len(others):
+        ax.scatter(others["params"], others["test_acc"], marker="X", s=70, color="black", label="baseline")
     for model, row in table.iterrows():
-        ax.annotate(str(model), (row["params"], row["test_acc"]), textcoords="offset points", xytext=(5, 4))
-    ax.set(xlabel="parameters", ylabel="test accuracy", title="Accuracy vs parameters")
-    ax.ticklabel_format(axis="x", style="plain")
+        text = classical.get(str(model), str(model))
+        ax.annotate(text, (row["params"], row["test_acc"]), textcoords="offset points", xytext=(5, 4))
+    ax.set(xlabel="learned parameters", ylabel="test accuracy", title="Accuracy vs parameters")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 500k, 4M
+    ax.set_xlim(0, table["params"].max() * 1.25)
+    ax.margins(y=0.15)
     ax.grid(alpha=0.3)
+    if len(others):
+        ax.legend(fontsize=8, loc="best")
     save(figure, path)
 
 
-def accuracy_by_length(buckets: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Grouped bars: test accuracy per review-length bucket (columns), one bar per model (rows)."""
+def accuracy_by_length(
+    buckets: pd.DataFrame, path: str | os.PathLike, classical: Mapping[str, str] | None = None
+) -> None:
+    """Grouped bars: test accuracy per review-length bucket (columns), one bar per model (rows); rows named
+    in `classical` get hatched grey bars and their text there as legend label."""
+    classical = classical or {}
     figure, ax = new_figure(7.0, 4.0)
     width = 0.8 / max(len(buckets), 1)
     positions = np.arange(len(buckets.columns))
     for i, (model, row) in enumerate(buckets.iterrows()):
-        ax.bar(positions + i * width, row.to_numpy(dtype=float), width, label=str(model))
+        style = {"color": "lightgrey", "hatch": "//", "edgecolor": "black"} if model in classical else {}
+        label = classical.get(str(model), str(model))
+        ax.bar(positions + i * width, row.to_numpy(dtype=float), width, label=label, **style)
     ax.set_xticks(positions + width * (len(buckets) - 1) / 2, buckets.columns)
     low = np.nanmin(buckets.to_numpy(dtype=float)) if buckets.size else 0.0
     ax.set(xlabel="review length (tokens before truncation)", ylabel="test accuracy",

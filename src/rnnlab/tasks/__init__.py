@@ -56,6 +56,7 @@ class Comparison:
     rank_by: str
     higher_is_better: bool
     percent: tuple[str, ...] = ()  # columns shown as percentages in compare.md
+    test_column: str | None = None  # the test score stated beside rank_by when a baseline is compared
 
 
 def task_module(cfg: DictConfig) -> ModuleType:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import evaluation, plots
 from rnnlab.callbacks import EmbeddingFreeze
-from rnnlab.comparison import length_buckets
+from rnnlab.comparison import BASELINE, length_buckets
 from rnnlab.config import resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.encode import token_length_stats
@@ -46,6 +46,7 @@ COMPARE = Comparison(
     rank_by="val_acc",
     higher_is_better=True,
     percent=("val_acc", "test_acc", "test_f1", "test_auroc"),
+    test_column="test_acc",
 )
 COMPARE_HEADER = "Accuracy, F1 and AUROC in %; `acc_len` columns: test accuracy by review length in tokens."
 
@@ -263,6 +264,10 @@ def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: 
 
 
 def compare_plots(table: Any, folder: Path) -> None:
-    """The compare stage's PNGs: accuracy against size, and accuracy by review length."""
-    plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png")
-    plots.accuracy_by_length(length_buckets(table), folder / "accuracy_by_length.png")
+    """The compare stage's PNGs: accuracy against size, and accuracy by review length; the baseline's point
+    is a cross labelled with what its parameter count counts, its bars hatched."""
+    has = BASELINE in table.index
+    weights = {BASELINE: f"{BASELINE} (baseline): logistic-regression weights"} if has else {}
+    plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png", weights)
+    named = {BASELINE: f"{BASELINE} (baseline)"} if has else {}
+    plots.accuracy_by_length(length_buckets(table), folder / "accuracy_by_length.png", named)
