@@ -157,6 +157,8 @@ def test_baseline_verdict_says_plainly_whether_it_beats_the_winner():
     )
     assert baseline_beats(scores(0.81, 0.7), "gru", COMPARE)
     assert not baseline_beats(scores(0.80, 0.9), "gru", COMPARE)  # a tie: rnnlab.ranking's first name
+    tie = baseline_verdict(scores(0.80, 0.9), "gru", COMPARE)
+    assert "gru, on test_acc only: val_acc 80.00% against 80.00% (tfidf_lr level);" in tie
     assert baseline_verdict(scores(0.9, 0.9).drop(index=BASELINE), "gru", COMPARE) == ""
 
 

@@ -132,9 +132,10 @@ def baseline_verdict(table: pd.DataFrame, best: str, spec: Comparison) -> str:
         ahead = baseline_beats(table, best, spec, column)
         won += [column] if ahead else []
         mine, theirs = float(table.at[BASELINE, column]), float(table.at[best, column])
+        standing = f"{_gap(spec, column, mine - theirs)} {'ahead' if ahead else 'behind'}"
         facts.append(
             f"{column} {_shown(spec, column, mine)} against {_shown(spec, column, theirs)} "
-            f"({BASELINE} {_gap(spec, column, mine - theirs)} {'ahead' if ahead else 'behind'})"
+            f"({BASELINE} {'level' if mine == theirs else standing})"
         )
     if spec.rank_by in won:
         lead = f"The baseline {BASELINE} beats the best recurrent model, {best}"
