@@ -1,4 +1,5 @@
-"""Synthetic encoded data (a learnable toy task) and a runner for `pipelines/train.py`, shared by tests."""
+"""Synthetic data for each task (encoded IMDB-like rows, a periodic series, a small text) and a runner for
+`pipelines/train.py`, shared by tests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from rnnlab.data.series import PreparedSeries, prepare_series
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.io import write_json
@@ -17,6 +20,8 @@ VOCAB_SIZE = 30  # ids 0 (<pad>) and 1 (<oov>), then w2 ... w29
 SIGNAL = 5  # label 1 exactly when token 5 occurs
 MAX_LEN = 20
 SPLIT_ROWS = {"train": 200, "val": 60, "test": 60}
+PERIOD, SERIES_ROWS = 24, 600  # a daily cycle of hourly values; split 420 / 90 / 90
+TEXT = "".join(f"{i} little pigs, {i * 7 % 13} wolves.\n" for i in range(200))  # 5,335 characters
 
 
 def write_vocab(folder: Path) -> None:
@@ -46,6 +51,20 @@ def write_encoded(folder: Path, seed: int = 0) -> None:
         synthetic_split(rows, rng).save(folder / split)
     meta = {"vocab_size": VOCAB_SIZE, "num_classes": 2, "padding": "post", "max_len": MAX_LEN}
     write_json(folder / "meta.json", meta)
+
+
+def periodic_frame() -> pd.DataFrame:
+    """An exactly periodic target (period 24) with a second, noisy feature."""
+    t = np.arange(SERIES_ROWS)
+    demand = 10 + 3 * np.sin(2 * np.pi * t / PERIOD) + np.cos(4 * np.pi * t / PERIOD)
+    return pd.DataFrame({"demand": demand, "temp": np.random.default_rng(0).normal(20, 5, SERIES_ROWS)})
+
+
+def periodic_series() -> PreparedSeries:
+    """`periodic_frame` as the forecast task's prepare stage leaves it: split 70/15/15, scaled on train."""
+    cfg = {"columns": {"time": None, "target": "demand", "features": ["demand", "temp"]}, "missing": "error",
+           "split": {"val_fraction": 0.15, "test_fraction": 0.15}, "scaling": "standard"}
+    return prepare_series(periodic_frame(), cfg)
 
 
 def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[str]:

@@ -11,8 +11,7 @@ import torch
 from rnnlab.data.bptt import BpttChunks, CharLMDataModule, bptt_rows, num_chunks
 from rnnlab.data.corpus import prepare_corpus
 from rnnlab.errors import ConfigError, LayoutError
-
-TEXT = "".join(f"{i} little pigs, {i * 7 % 13} wolves.\n" for i in range(200))  # 5,335 characters
+from synthetic import TEXT
 
 
 @pytest.mark.parametrize(
@@ -82,6 +81,16 @@ def test_datamodule_yields_the_split_in_order(prepared_dir, num_workers):
         for row in range(5):
             assert data.vocab.decode(inputs[row]) == text[row * width : (row + 1) * width - 1]
             assert data.vocab.decode(targets[row]) == text[row * width + 1 : (row + 1) * width]
+
+
+def test_resumed_loader_starts_at_the_checkpoint_batch_and_later_ones_at_the_first(prepared_dir):
+    data = CharLMDataModule(prepared_dir, batch_size=5, chunk_len=16)
+    whole = [batch["inputs"] for batch in data.train_dataloader()]
+    data.load_state_dict({"epoch": 3, "batches": 4})  # what a checkpoint saved after batch 4 holds
+    resumed = [batch["inputs"] for batch in data.train_dataloader()]
+    assert len(resumed) == len(whole) - 4
+    assert all(torch.equal(a, b) for a, b in zip(resumed, whole[4:], strict=True))
+    assert len(list(data.train_dataloader())) == len(whole)
 
 
 def test_datamodule_refuses_splits_too_short_and_bad_sizes(prepared_dir, tmp_path):

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.data.series import prepare_series
 from rnnlab.data.windows import WindowDataset
 from rnnlab.errors import ConfigError
 from rnnlab.forecasting import (
@@ -18,22 +17,12 @@ from rnnlab.forecasting import (
     non_overlapping,
     seasonal_naive_forecast,
 )
-
-PERIOD, ROWS = 24, 600  # a daily cycle of hourly values; split 420 / 90 / 90
-
-
-def periodic_frame() -> pd.DataFrame:
-    """An exactly periodic target (period 24) with a second, noisy feature."""
-    t = np.arange(ROWS)
-    demand = 10 + 3 * np.sin(2 * np.pi * t / PERIOD) + np.cos(4 * np.pi * t / PERIOD)
-    return pd.DataFrame({"demand": demand, "temp": np.random.default_rng(0).normal(20, 5, ROWS)})
+from synthetic import PERIOD, periodic_frame, periodic_series
 
 
 @pytest.fixture(scope="module")
 def prepared():
-    cfg = {"columns": {"time": None, "target": "demand", "features": ["demand", "temp"]}, "missing": "error",
-           "split": {"val_fraction": 0.15, "test_fraction": 0.15}, "scaling": "standard"}
-    return prepare_series(periodic_frame(), cfg)
+    return periodic_series()
 
 
 def test_metrics_equal_the_numpy_formulas():

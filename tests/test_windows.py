@@ -101,6 +101,21 @@ def test_training_order_is_seeded_and_evaluation_order_is_fixed(prepared_dirs):
     np.testing.assert_array_equal(ordered.numpy(), data.datasets["test"].targets())
 
 
+def test_training_order_changes_by_epoch_and_a_resumed_loader_starts_at_its_batch(prepared_dirs):
+    """The order is a function of (seed, epoch) (Lightning sets the epoch); a checkpoint's position
+    (`state_dict`: epoch 1, 2 batches done) makes the next loader serve the rest of that epoch."""
+    data = ForecastDataModule(prepared_dirs["multi"], 48, 12, 4, batch_size=32, seed=3)
+    loader, epochs = data.train_dataloader(), []
+    for epoch in (0, 1):
+        loader.batch_sampler.set_epoch(epoch)
+        epochs.append([batch["targets"] for batch in loader])
+    assert not torch.equal(epochs[0][0], epochs[1][0])
+    data.load_state_dict({"epoch": 1, "batches": 2})
+    resumed = [batch["targets"] for batch in data.train_dataloader()]
+    assert len(resumed) == len(epochs[1]) - 2
+    assert all(torch.equal(a, b) for a, b in zip(resumed, epochs[1][2:], strict=True))
+
+
 def test_eval_stride_thins_val_and_test_only(prepared_dirs):
     data = ForecastDataModule(prepared_dirs["multi"], 48, 12, stride=3, eval_stride=12)
     assert len(data.datasets["train"]) == (ROWS["train"] - 48 - 12) // 3 + 1

@@ -16,12 +16,13 @@ import math
 import os
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from rnnlab.data.corpus import META_FILE, SPLITS, VOCAB_FILE, CharVocabulary, PreparedCorpus
+from rnnlab.data.resumable import ResumableDataModule
+from rnnlab.data.sampling import ResumableBatchSampler
 from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import read_json
 
@@ -58,12 +59,19 @@ class BpttChunks(Dataset):
         }
 
 
-class CharLMDataModule(L.LightningDataModule):
+def only_item(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The loaders' collate function: each one-index "batch" fetches one `BpttChunks` item, a whole batch."""
+    (item,) = items
+    return item
+
+
+class CharLMDataModule(ResumableDataModule):
     """Train/val truncated-BPTT loaders over a prepared corpus (rnnlab.data.corpus.PreparedCorpus.save).
 
     Batches come IN ORDER, never shuffled, in both splits: carrying the hidden state from one batch to the
     next is only right when the next batch continues the text of the previous one row by row. Epochs repeat
-    the same chunk boundaries; with the state carried over, each boundary is only a gradient cut.
+    the same chunk boundaries; with the state carried over, each boundary is only a gradient cut. A resumed
+    run starts at the checkpoint's batch (rnnlab.data.resumable); the model restores the carried state.
     """
 
     def __init__(
@@ -109,14 +117,16 @@ class CharLMDataModule(L.LightningDataModule):
             self.datasets = {split: BpttChunks(getattr(corpus, split), self.batch_size, self.chunk_len)
                              for split in SPLITS}
 
-    def loader(self, split: str) -> DataLoader:
-        """Batches of `split` in order; the dataset yields whole batches, so the loader does no batching."""
+    def loader(self, split: str, start: tuple[int, int] | None = None) -> DataLoader:
+        """Batches of `split` in order (the dataset yields whole batches: the loader fetches one item at a
+        time); `start`: (epoch, batches to skip) of its first pass."""
         self.setup()
-        return DataLoader(self.datasets[split], batch_size=None, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        dataset = self.datasets[split]
+        chunks = ResumableBatchSampler(SequentialSampler(dataset), 1, drop_last=False, start=start)
+        return self.make_loader(dataset, chunks, only_item)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train")
+        return self.loader("train", start=self.take_start())
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

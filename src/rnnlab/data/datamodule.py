@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
+from rnnlab.data.resumable import ResumableDataModule
 from rnnlab.data.sampling import BucketBatchSampler, EpochRandomSampler, ResumableBatchSampler
 from rnnlab.data.store import SPLITS, EncodedSplit
 from rnnlab.io import read_json
-from rnnlab.resume import training_position
 
 
 class EncodedDataset(Dataset):
@@ -66,12 +64,9 @@ class TrimCollate:
         }
 
 
-class SequenceDataModule(L.LightningDataModule):
-    """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches.
-
-    The training order is a function of (seed, epoch), and every checkpoint holds the position in it
-    (`state_dict`), so a run resumed from any checkpoint trains on the batches the uninterrupted run would.
-    """
+class SequenceDataModule(ResumableDataModule):
+    """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches; training
+    shuffles by (seed, epoch) and resumes where a checkpoint left off (rnnlab.data.resumable)."""
 
     def __init__(
         self,
@@ -81,25 +76,12 @@ class SequenceDataModule(L.LightningDataModule):
         bucket: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(seed, num_workers)
         self.encoded_dir = Path(encoded_dir)
         self.batch_size = batch_size
-        self.num_workers = num_workers
         self.bucket = bucket
-        self.seed = seed
         self.meta: dict[str, Any] = read_json(self.encoded_dir / "meta.json")
         self.splits: dict[str, EncodedSplit] = {}
-        self.start: tuple[int, int] | None = None  # where the next training loader starts (resuming)
-
-    def state_dict(self) -> dict[str, int]:
-        if self.trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
-            return {}
-        epoch, batches = training_position(self.trainer)
-        return {"epoch": epoch, "batches": batches}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        if state_dict:
-            self.start = (state_dict["epoch"], state_dict["batches"])
 
     @property
     def vocab_size(self) -> int:
@@ -116,8 +98,7 @@ class SequenceDataModule(L.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool, start: tuple[int, int] | None = None) -> DataLoader:
         """A loader over one split; training shuffles (by seed and epoch), evaluation keeps a fixed order.
-        `start`: (epoch, batches to skip) of its first pass. The loader's own generator keeps it from drawing
-        on the global RNG (dropout's), so that loading data never shifts the random numbers training sees."""
+        `start`: (epoch, batches to skip) of its first pass."""
         self.setup()
         dataset = EncodedDataset(self.splits[split])
         sampler = EpochRandomSampler(dataset, self.seed) if shuffle else SequentialSampler(dataset)
@@ -133,18 +114,10 @@ class SequenceDataModule(L.LightningDataModule):
             )
         else:
             batches = ResumableBatchSampler(sampler, self.batch_size, drop_last=False, start=start)
-        return DataLoader(
-            dataset,
-            batch_sampler=batches,
-            collate_fn=TrimCollate(self.meta["padding"]),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        return self.make_loader(dataset, batches, TrimCollate(self.meta["padding"]))
 
     def train_dataloader(self) -> DataLoader:
-        start, self.start = self.start, None
-        return self.loader("train", shuffle=True, start=start)
+        return self.loader("train", shuffle=True, start=self.take_start())
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)

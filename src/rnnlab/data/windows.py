@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
+from rnnlab.data.resumable import ResumableDataModule
+from rnnlab.data.sampling import EpochRandomSampler, ResumableBatchSampler
 from rnnlab.data.series import SPLITS, PreparedSeries
 from rnnlab.errors import ConfigError
 
@@ -103,8 +104,9 @@ def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return batch
 
 
-class ForecastDataModule(L.LightningDataModule):
-    """Train (shuffled, seeded) / val / test (in time order) window loaders over a prepared series folder."""
+class ForecastDataModule(ResumableDataModule):
+    """Train (shuffled by seed and epoch, resumable: rnnlab.data.resumable) / val / test (in time order)
+    window loaders over a prepared series folder."""
 
     def __init__(
         self,
@@ -117,11 +119,10 @@ class ForecastDataModule(L.LightningDataModule):
         seed: int = 0,
         eval_stride: int = 1,
     ) -> None:
-        super().__init__()
-        self.batch_size = check_positive_int(batch_size, "data.loader.batch_size")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"data.loader.num_workers is {num_workers!r}; give an integer >= 0.")
-        self.num_workers, self.seed = num_workers, seed
+        super().__init__(seed, num_workers)
+        self.batch_size = check_positive_int(batch_size, "data.loader.batch_size")
         eval_stride = check_positive_int(eval_stride, "eval_stride (between val/test windows)")
         self.prepared = PreparedSeries.load(prepared_dir)
         strides = {"train": stride, "val": eval_stride, "test": eval_stride}
@@ -138,16 +139,16 @@ class ForecastDataModule(L.LightningDataModule):
     def horizon(self) -> int:
         return self.datasets["train"].horizon
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        """Batches of one split; training shuffles with a generator seeded by `seed`."""
+    def loader(self, split: str, shuffle: bool, start: tuple[int, int] | None = None) -> DataLoader:
+        """Batches of one split; training shuffles by (seed, epoch). `start`: (epoch, batches to skip) of
+        its first pass."""
         dataset = self.datasets[split]
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=keep_batch,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else SequentialSampler(dataset)
+        batches = ResumableBatchSampler(sampler, self.batch_size, drop_last=False, start=start)
+        return self.make_loader(dataset, batches, keep_batch)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        return self.loader("train", shuffle=True, start=self.take_start())
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)
