@@ -2,8 +2,9 @@
 
 Consecutive batches continue each other row by row (rnnlab.data.bptt), so the hidden state at the end of one
 chunk is the right starting state for the next: it is carried over, and detached so that gradients stop at
-the chunk boundary (the chunk length is the truncation). Loss is cross-entropy in nats per character;
-`<stage>/bpc` is the same in bits.
+the chunk boundary (the chunk length is the truncation). A checkpoint saved mid-epoch holds the carried
+state, so a run resumed from it continues as the uninterrupted run did. Loss is cross-entropy in nats per
+character; `<stage>/bpc` is the same in bits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from rnnlab.data.corpus import CharVocabulary
 from rnnlab.errors import ConfigError
 from rnnlab.generation import generate
 from rnnlab.models.base import RecurrentTaskModule, check_optim
-from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, RecurrentState, detach_state
+from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, RecurrentState, detach_state, map_state
+from rnnlab.resume import training_position
+
+CARRIED_KEY = "carried_train_state"  # the checkpoint's entry for the state carried into the next batch
 
 
 class CharLanguageModel(RecurrentTaskModule):
@@ -55,6 +59,7 @@ class CharLanguageModel(RecurrentTaskModule):
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, vocab_size))
         self.loss = nn.CrossEntropyLoss()
         self.carried: dict[str, RecurrentState | None] = {"train": None, "val": None}
+        self.resumed: RecurrentState | None = None  # the carried state of the checkpoint a fit resumes
 
     def step(
         self, ids: torch.Tensor, state: RecurrentState | None = None
@@ -96,6 +101,23 @@ class CharLanguageModel(RecurrentTaskModule):
     def _state_batch(state: RecurrentState) -> int:
         first = state[0][0] if isinstance(state[0], tuple) else state[0]
         return first.size(1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Mid-epoch, the state the next training batch starts from (an epoch's first batch starts afresh)."""
+        state = self.carried["train"]
+        if state is not None and self._trainer is not None and training_position(self._trainer)[1] > 0:
+            checkpoint[CARRIED_KEY] = map_state(state, torch.Tensor.cpu)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None:  # a fit resuming, not `load_from_checkpoint`
+            self.resumed = checkpoint.get(CARRIED_KEY)
+
+    def on_train_start(self) -> None:
+        """A fit resumed mid-epoch starts from the checkpoint's carried state (Lightning does not call
+        `on_train_epoch_start` for the epoch it resumes mid-way)."""
+        state, self.resumed = self.resumed, None
+        if state is not None:
+            self.carried["train"] = map_state(state, lambda t: t.to(self.device))
 
     def on_train_epoch_start(self) -> None:
         self.carried["train"] = None
