@@ -1,5 +1,7 @@
 """Exact resume: a training process SIGKILLed mid-epoch, during validation and between epochs, each time
-resumed with `ckpt_path=last`, ends with the weights (bitwise) and MLflow metrics of the uninterrupted run."""
+resumed with `ckpt_path=last`, ends with the weights (bitwise) and MLflow metrics of the uninterrupted run;
+for each task (the forecast windows' epoch order, the language model's state carried across batches) and for
+OneCycleLR, which steps after every batch."""
 
 from __future__ import annotations
 
@@ -9,24 +11,58 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
 import pytest
 import torch
 
-from synthetic import clean_env, run_folders, run_train, stage_overrides, tiny_overrides
+from rnnlab.data.corpus import prepare_corpus
+from synthetic import (
+    TEXT,
+    clean_env,
+    periodic_series,
+    run_folders,
+    run_train,
+    stage_overrides,
+    tiny_overrides,
+)
 
-# 25 steps per epoch (200 rows, batch 8); last.ckpt every 4 steps and at epoch ends; dropout uses the RNG.
-SETTINGS = [
-    "model=gru",
-    "trainer.max_epochs=3",
-    "train.checkpoint_every_n_steps=4",
-    "train.threads=1",
-    "train.early_stopping_patience=0",
-    "model.embedding_dropout=0.2",
-    "model.head_dropout=0.3",
-]
-TIMING = {"train/epoch_s", "train/seq_per_s"}  # wall-clock figures: never equal
+# last.ckpt every 4 steps and at epoch ends; dropout uses the RNG.
+COMMON = ["train.checkpoint_every_n_steps=4", "train.threads=1", "train.early_stopping_patience=0"]
+IMDB = ["model=gru", "model.embedding_dropout=0.2", "model.head_dropout=0.3"]
+
+
+class Case(NamedTuple):
+    settings: list[str]
+    points: tuple[str, ...]  # where the run is killed, one point after the other, each resumed
+    resumed_step: int  # global step of the checkpoint the first kill leaves
+    cell: str
+    monitor: str
+
+
+# Imdb: 25 steps per epoch (200 rows, batch 8). The other cases are killed in epoch 1, two steps after a step
+# checkpoint: the resumed run continues mid-epoch, after an epoch change.
+CASES = {
+    # mid-epoch 0, two steps after the step-4 checkpoint; during epoch 1's validation; after its checkpoint
+    "imdb": Case([*IMDB, "trainer.max_epochs=3"], ("step:6", "validation:1", "epoch_start:2"), 4, "gru",
+                 "val/acc"),
+    "imdb-onecycle": Case([*IMDB, "trainer.max_epochs=2", "optim.scheduler=onecycle"], ("step:30",), 28,
+                          "gru", "val/acc"),
+    # 98 training windows: 13 steps per epoch
+    "forecast": Case(
+        ["experiment=smoke_forecast", "model=gru", "model.head_dropout=0.3", "data.window.lookback=24",
+         "data.window.horizon=6", "data.window.stride=4", "data.seasonal_period=24"],
+        ("step:18",), 16, "gru", "val/loss",
+    ),
+    # 8 streams of 600 characters, chunks of 16: 38 steps per epoch; lstm: an (h, c) state carried over
+    "charlm": Case(
+        ["experiment=smoke_charlm", "model=lstm", "data.loader.chunk_len=16", "task.samples.prompt=pigs",
+         "task.samples.length=20"],
+        ("step:46",), 44, "lstm", "val/loss",
+    ),
+}
+TIMING = {"train/epoch_s", "train/seq_per_s"}  # wall-clock figures (and system/*): never equal
 
 
 def paused(project_root: Path, point: str, args: list[str], marker: Path, sig: int = signal.SIGKILL) -> str:
@@ -56,62 +92,94 @@ def metric_points(client: mlflow.MlflowClient, run_id: str) -> dict[str, list[tu
     return {
         key: sorted((p.step, p.value) for p in client.get_metric_history(run_id, key))
         for key in keys
-        if key not in TIMING
+        if key not in TIMING and not key.startswith("system/")
     }
 
 
-def weights(folder: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
-    return torch.load(folder / "checkpoints" / name, map_location="cpu", weights_only=False)["state_dict"]
+def checkpoint(folder: Path, name: str = "last.ckpt") -> dict:
+    return torch.load(folder / "checkpoints" / name, map_location="cpu", weights_only=False)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, project_root, data):
-    """The uninterrupted run, and the same run killed three times and resumed each time; one MLflow store."""
-    encoded, prepared = data
-    work = tmp_path_factory.mktemp("resume")
+def prepared(tmp_path_factory, data) -> dict[str, tuple[Path, Path]]:
+    """Per task, the (encoded, prepared) folders `tiny_overrides` points the run at."""
+    root = tmp_path_factory.mktemp("prepared")
+    periodic_series().save(root / "forecast")
+    prepare_corpus(TEXT, val_fraction=0.1).save(root / "charlm")
+    return {"imdb": data, "forecast": (data[0], root / "forecast"), "charlm": (data[0], root / "charlm")}
+
+
+def tracking_store(work: Path, task: str) -> str:
+    """A new MLflow store in `work` holding the task's experiment: its URI."""
+    work.mkdir(parents=True)
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (work / "mlartifacts").as_uri())
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment(task, (work / "mlartifacts").as_uri())
+    return uri
+
+
+class Trained(NamedTuple):
+    folder: Path  # the run folder
+    client: mlflow.MlflowClient  # its MLflow store
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def runs(request, tmp_path_factory, project_root, prepared):
+    """The uninterrupted run, and the same run killed at each point and resumed each time, each in an MLflow
+    store of its own; the case, its task, and the global step of the checkpoint the first kill left."""
+    case, task = CASES[request.param], request.param.split("-")[0]
+    work = tmp_path_factory.mktemp(request.param)
+    uris = {name: tracking_store(work / name, task) for name in ("whole", "killed")}
+    args = {name: [*tiny_overrides(work / name, *prepared[task], uri), *case.settings, *COMMON]
+            for name, uri in uris.items()}
     started = time.perf_counter()
-    run_train(project_root, [*tiny_overrides(work / "whole", encoded, prepared, uri), *SETTINGS])
-    args = [*tiny_overrides(work / "killed", encoded, prepared, uri), *SETTINGS]
-    marker = work / "paused"
-    paused(project_root, "step:6", args, marker)  # mid-epoch 0, two steps after the step-4 checkpoint
-    for point in ("validation:1", "epoch_start:2"):  # during epoch 1's validation; after epoch 1's checkpoint
-        paused(project_root, point, [*args, "ckpt_path=last"], marker)
-    run_train(project_root, [*args, "ckpt_path=last"])
-    print(f"uninterrupted run + 3 killed and 1 finishing run: {time.perf_counter() - started:.1f} s")
-    (whole,), (killed,) = run_folders(work / "whole", "gru"), run_folders(work / "killed", "gru")
-    return mlflow.MlflowClient(tracking_uri=uri), whole, killed
+    with open(work / "whole.log", "w") as log:  # the uninterrupted run trains meanwhile
+        whole = subprocess.Popen([sys.executable, "pipelines/train.py", *args["whole"]], cwd=project_root,
+                                 env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+        marker, steps, resume = work / "paused", [], [*args["killed"], "ckpt_path=last"]
+        for point in case.points:
+            paused(project_root, point, resume if steps else args["killed"], marker)
+            (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
+            steps.append(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+        run_train(project_root, resume)
+        assert whole.wait(timeout=600) == 0, (work / "whole.log").read_text()
+    print(f"{request.param}: uninterrupted run, alongside {len(case.points)} killed and 1 finishing run: "
+          f"{time.perf_counter() - started:.1f} s")
+    trained = [Trained(*run_folders(work / name, case.cell), mlflow.MlflowClient(tracking_uri=uris[name]))
+               for name in ("whole", "killed")]
+    return *trained, case, task, steps[0]
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(runs):
-    _, whole, killed = runs
-    expected, got = weights(whole), weights(killed)
+    whole, killed, case, _, resumed_step = runs
+    assert resumed_step == case.resumed_step  # killed where the case says
+    expected, got = checkpoint(whole.folder)["state_dict"], checkpoint(killed.folder)["state_dict"]
     assert expected.keys() == got.keys()
     largest = max((expected[k] - got[k]).abs().max().item() for k in expected)
-    print(f"max |delta weight| after three kills: {largest}")
+    print(f"max |delta weight| after the kills: {largest}")
     assert all(torch.equal(expected[k], got[k]) for k in expected), largest
-    best = [weights(folder, "best.ckpt") for folder in (whole, killed)]
+    best = [checkpoint(run.folder, "best.ckpt")["state_dict"] for run in (whole, killed)]
     assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
 
 
 def test_killed_and_resumed_run_logs_the_same_metrics_once(runs):
-    client, whole, killed = runs
-    reports = [json.loads((folder / "report.json").read_text()) for folder in (whole, killed)]
-    expected, got = (metric_points(client, report["run_id"]) for report in reports)
-    assert expected.keys() == got.keys() and "val/acc" in expected and "train/loss" in expected
+    *trained, case, task, _ = runs
+    reports = [json.loads((run.folder / "report.json").read_text()) for run in trained]
+    pairs = zip(trained, reports, strict=True)
+    expected, got = (metric_points(run.client, report["run_id"]) for run, report in pairs)
+    assert expected.keys() == got.keys() and case.monitor in expected and "train/loss" in expected
     # Every point, as many times as the uninterrupted run logged it: nothing the killed processes had logged
     # after their last checkpoint (the validation under way, the next epoch's learning rate) comes twice.
     differ = {key: (expected[key], got[key]) for key in expected if expected[key] != got[key]}
     assert not differ
-    assert len(expected["val/acc"]) == 3
+    assert len(expected[case.monitor]) == reports[0]["epochs"] > 1
     skip = {"run_id", "train_seconds", "train_seq_per_s"}
     assert {k: v for k, v in reports[0].items() if k not in skip} == {
         k: v for k, v in reports[1].items() if k not in skip
     }
-    assert client.get_run(reports[1]["run_id"]).info.status == "FINISHED"
-    # The whole story is one MLflow run per training, however often it was killed.
-    assert len(client.search_runs([client.get_experiment_by_name("imdb").experiment_id])) == 2
+    killed = trained[1].client
+    assert killed.get_run(reports[1]["run_id"]).info.status == "FINISHED"
+    # The whole story is one MLflow run, however often the training was killed.
+    assert len(killed.search_runs([killed.get_experiment_by_name(task).experiment_id])) == 1
 
 
 def test_interrupted_stage_leaves_no_outputs_and_resumes_from_its_scratch(tmp_path, project_root, data):
