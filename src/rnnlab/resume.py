@@ -4,7 +4,8 @@ weights and metrics, bit for bit, as the uninterrupted run.
 Lightning restores the weights, optimizer, schedulers, loop counters and callback states. It does not restore
 the random number generators (dropout), nor — in a checkpoint saved mid-epoch — the epoch's running values
 (`self.log(..., on_epoch=True)` accumulators and the module's torchmetrics), nor the position in the data:
-the datamodule saves that (rnnlab.data.datamodule.SequenceDataModule.state_dict).
+every datamodule saves that (rnnlab.data.resumable.ResumableDataModule.state_dict), and the language model
+the hidden state it carries into the next batch (rnnlab.models.language_model).
 """
 
 from __future__ import annotations
