@@ -132,7 +132,7 @@ def write_outputs(
     run.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     for path in artifacts:
         run.log_artifact(logger.run_id, str(path))
-    history.write_run_views(run, logger.run_id, out_dir, cfg.task.monitor)
+    history.write_run_views(run, logger.run_id, out_dir, cfg.task.monitor, report["model"])
     tests = {k.replace("/", "_"): round(v, 4) for k, v in report.items() if k.startswith("test/")}
     summary("train", **{k: report[k] for k in ("model", "params", "epochs", key)}, **tests)
 

@@ -24,6 +24,25 @@ PERIOD, SERIES_ROWS = 24, 600  # a daily cycle of hourly values; split 420 / 90 
 TEXT = "".join(f"{i} little pigs, {i * 7 % 13} wolves.\n" for i in range(200))  # 5,335 characters
 
 
+def class_word_table(
+    path: Path, classes: tuple[str, ...], rows: int = 600, columns: tuple[str, str] = ("review", "topic")
+) -> Path:
+    """A CSV of texts of filler words with one word naming the class (`<label>word`); labels with stray
+    spaces (every 7th row), a blank text (row 5) and a blank label (row 6)."""
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(40)]
+    texts, labels = [], []
+    for i in range(rows):
+        label = classes[i % len(classes)]
+        words = list(rng.choice(filler, size=int(rng.integers(4, 16))))
+        words.insert(int(rng.integers(len(words) + 1)), f"{label}word")
+        texts.append(" ".join(words))
+        labels.append(f" {label}" if i % 7 == 0 else label)  # ' alpha' and 'alpha' are one class
+    texts[5], labels[6] = "  ", ""  # a blank text and a blank label: dropped and counted
+    pd.DataFrame({columns[0]: texts, columns[1]: labels}).to_csv(path, index=False)
+    return path
+
+
 def write_vocab(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tokens = [f"w{i}" for i in range(2, VOCAB_SIZE)]

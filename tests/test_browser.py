@@ -102,7 +102,7 @@ def test_runs_table_shows_each_cell_with_its_params_and_metrics(smoke_pipeline, 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imdb").experiment_id
     runs = client.search_runs([experiment])
-    reports = {name: json.loads((work / f"reports/train/{name}.json").read_text()) for name in CELLS}
+    reports = {name: json.loads((work / f"reports/imdb/train/{name}.json").read_text()) for name in CELLS}
     page = browser.new_page(viewport={"width": 2400, "height": 900})
     # MLflow 3's experiment landing page is a GenAI overview: the runs table has its own route
     page.goto(f"{mlflow_ui}/#/experiments/{experiment}/runs")
@@ -127,7 +127,7 @@ def test_dvc_plots_page_renders_offline(smoke_pipeline, browser, shots, tmp_path
     work, env, _ = smoke_pipeline
     run(["dvc", "plots", "show", "dvc.yaml", "-o", str(tmp_path / "plots")], work, env)
     html = (tmp_path / "plots" / "index.html").read_text()
-    # the curves' data: one line per cell, named by the shortest distinct part of reports/history/<cell>.csv
+    # the curves' data: one line per cell, named by the shortest distinct part of its history CSV path
     assert all(f'"filename": "{cell}.csv"' in html for cell in CELLS)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     requested, errors = [], []

@@ -43,7 +43,7 @@ def test_tasks_pick_their_data_and_keep_their_outputs_apart(project_root):
     assert (imdb.task.monitor, imdb.task.mode) == ("val/acc", "max")
     assert (forecast.task.monitor, forecast.task.mode) == ("val/loss", "min")
     assert "bilstm" not in charlm.compare.models and "bilstm" in forecast.compare.models
-    assert forecast.models.gru.pooling == "last" and charlm.logger.experiment_name == "charlm"
+    assert forecast.models.gru.pooling == "last" and charlm.logger.experiment_name == "tinyshakespeare"
 
 
 def test_required_groups_compose(project_root):
@@ -61,11 +61,12 @@ def test_model_override_and_experiment_preset(project_root):
 
 
 def test_dvc_style_override_reaches_params(project_root):
-    text = compose_params(project_root, ["data.encode.max_len=100", "data=table", "data.source.uri=x.csv"])
-    params = OmegaConf.create(text)
+    overrides = ["data.encode.max_len=100", "data=table", "data.source.uri=x.csv", "data.name=reviews"]
+    params = OmegaConf.create(compose_params(project_root, overrides))
     assert params.data.encode.max_len == 100
     assert params.data.source.kind == "table"
-    assert params.paths.raw_dir == "data/raw/custom"
+    assert params.paths.raw_dir == "data/raw/reviews" and params.paths.reports_dir == "reports/reviews"
+    assert params.logger.experiment_name == "reviews"
 
 
 def test_unknown_key_is_refused_by_name(project_root):

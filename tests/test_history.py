@@ -30,7 +30,7 @@ def test_history_has_one_row_per_epoch_and_the_summary_the_monitored_values(tmp_
         ("system/cpu", 9.0, 1),
     ]  # step 0: before training; a second value at one epoch replaces the first
     client.log_batch(run_id, [Metric(k, v, 1_000 + i, s) for i, (k, v, s) in enumerate(logged)])
-    write_run_views(client, run_id, tmp_path / "run", "val/acc")
+    write_run_views(client, run_id, tmp_path / "run", "val/acc", "gru")
     history = pd.read_csv(tmp_path / "run/history.csv")
     assert list(history.columns) == ["epoch", "lr", "train/loss", "val/acc"]
     assert history.to_dict("list") == {
@@ -40,4 +40,4 @@ def test_history_has_one_row_per_epoch_and_the_summary_the_monitored_values(tmp_
         "val/acc": [0.6, 0.75],
     }
     summary = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert summary == {"val/acc_best": pytest.approx(0.75), "test/acc": pytest.approx(0.72)}
+    assert summary == {"gru": {"val": pytest.approx(0.75), "test": pytest.approx(0.72)}}

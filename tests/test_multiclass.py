@@ -6,37 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from synthetic import clean_env, run_stage
+from synthetic import class_word_table, clean_env, run_stage
 
 CLASSES = ("alpha", "beta", "gamma")
-FILLER = [f"w{i}" for i in range(40)]
-
-
-def three_class_csv(path: Path, rows: int = 600, seed: int = 0) -> Path:
-    """Texts of filler words with one word naming the class; labels with stray spaces, a few blank rows."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i in range(rows):
-        label = CLASSES[i % 3]
-        words = list(rng.choice(FILLER, size=int(rng.integers(4, 16))))
-        words.insert(int(rng.integers(len(words) + 1)), f"{label}word")
-        texts.append(" ".join(words))
-        labels.append(f" {label}" if i % 7 == 0 else label)  # ' alpha' and 'alpha' are one class
-    texts[5], labels[6] = "  ", ""  # a blank text and a blank label: dropped and counted
-    pd.DataFrame({"review": texts, "topic": labels}).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, project_root):
     work = tmp_path_factory.mktemp("multiclass")
-    table = three_class_csv(work / "topics.csv")
+    table = class_word_table(work / "topics.csv", CLASSES)
     uri = f"sqlite:///{work / 'mlflow.db'}"
     args = [
         "data=table", f"data.source.uri={table}", "data.name=topics",

@@ -32,7 +32,7 @@ def repo(tmp_path_factory, project_root, mini_archive) -> tuple[Path, dict]:
 
 
 def stats_vocab_size(work: Path) -> int:
-    return json.loads((work / "reports/data/prepare.json").read_text())["vocab_size"]
+    return json.loads((work / "reports/imdb/data/prepare.json").read_text())["vocab_size"]
 
 
 def test_outputs_of_the_data_stages(repo):
@@ -50,7 +50,7 @@ def test_outputs_of_the_data_stages(repo):
     assert ids.dtype == np.int32 and ids.shape == (900, 400)
     assert len(np.load(work / "data/encoded/imdb/val/labels.npy")) == 100
     assert len(np.load(work / "data/encoded/imdb/test/labels.npy")) == 1000
-    stats = json.loads((work / "reports/data/prepare.json").read_text())
+    stats = json.loads((work / "reports/imdb/data/prepare.json").read_text())
     assert stats["vocab_size"] == meta["vocab_size"] and 0 < stats["splits"]["test"]["oov_rate"] < 0.2
     assert set(stats["splits"]["train"]["token_length"]) >= {"p50", "p90", "p95", "p99"}
     assert not list(work.glob("data/**/.*.tmp")), "temporary folders left behind"
@@ -88,33 +88,33 @@ def test_smoke_experiment_runs_the_whole_pipeline(smoke_pipeline):
     experiment = client.get_experiment_by_name("imdb").experiment_id
     runs = {r.info.run_id: r for r in client.search_runs([experiment])}
     for cell in CELLS:
-        report = json.loads((work / f"reports/train/{cell}.json").read_text())
+        report = json.loads((work / f"reports/imdb/train/{cell}.json").read_text())
         assert report["epochs"] == 2 and 0.0 <= report["test/acc"] <= 1.0
         run_ = runs[report["run_id"]]
         assert run_.info.status == "FINISHED" and run_.data.metrics["test/acc"] == report["test/acc"]
         assert 0 < run_.data.metrics["test/precision"] <= 1  # added by evaluate@
-        metrics = json.loads((work / f"reports/eval/{cell}/metrics.json").read_text())
+        metrics = json.loads((work / f"reports/imdb/eval/{cell}/metrics.json").read_text())
         # eval.length_buckets: null cuts at the train quartiles: four buckets of about equal size
         sizes = [bucket["n"] for bucket in metrics["length_buckets"].values()]
         assert len(sizes) == 4 and sum(sizes) == 1000 and min(sizes) > 150, metrics["length_buckets"]
         for name in ("roc", "pr", "confusion", "length_buckets"):
-            assert (work / f"reports/eval/{cell}/plots/{name}.png").read_bytes()[:4] == b"\x89PNG"
-        diagnostics = work / f"reports/diagnostics/{cell}"
+            assert (work / f"reports/imdb/eval/{cell}/plots/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        diagnostics = work / f"reports/imdb/diagnostics/{cell}"
         for name in ("gradient_flow", "recurrent_weights", "clipping", "clipping_histogram"):
             assert (diagnostics / f"{name}.csv").is_file(), name
         assert run_.data.metrics["gradflow/ratio_d32"] > 0 and "train/clip_fraction" in run_.data.metrics
         export = work / f"models/imdb/{cell}/export"
         assert {"model.onnx", "model.pt", "export.json"} <= {p.name for p in export.iterdir()}
         assert max(json.loads((export / "export.json").read_text())["max_abs_diff"].values()) <= 1e-5
-    compare = (work / "reports/compare.md").read_text()
+    compare = (work / "reports/imdb/compare.md").read_text()
     assert all(f" {cell} |" in compare for cell in (*CELLS, "tfidf_lr (baseline)"))
     # The baseline is scored on the cells' length buckets: same edges, same test texts in each
-    baseline = json.loads((work / "reports/baseline/metrics.json").read_text())["length_buckets"]
+    baseline = json.loads((work / "reports/imdb/baseline/metrics.json").read_text())["length_buckets"]
     for cell in CELLS:
-        buckets = json.loads((work / f"reports/eval/{cell}/metrics.json").read_text())["length_buckets"]
+        buckets = json.loads((work / f"reports/imdb/eval/{cell}/metrics.json").read_text())["length_buckets"]
         assert {name: b["n"] for name, b in baseline.items()} == {name: b["n"] for name, b in buckets.items()}
-    registered = json.loads((work / "reports/register.json").read_text())
-    trained = {c: json.loads((work / f"reports/train/{c}.json").read_text()) for c in CELLS}
+    registered = json.loads((work / "reports/imdb/register.json").read_text())
+    trained = {c: json.loads((work / f"reports/imdb/train/{c}.json").read_text()) for c in CELLS}
     best = max(sorted(CELLS), key=lambda c: trained[c]["val_acc_best"])  # ties: first by name
     assert registered["model"] == best and registered["alias"] == "champion"
     version = client.get_model_version_by_alias("imdb-sentiment", "champion")
@@ -159,7 +159,7 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
         assert models[run_id].name == f"imdb-{cell}"  # every row has its model
         description = tags["mlflow.note.content"]
         assert description.startswith(f"{cell} (") and "test/acc" in description
-    registered = json.loads((work / "reports/register.json").read_text())
+    registered = json.loads((work / "reports/imdb/register.json").read_text())
     version = client.get_model_version("imdb-sentiment", str(registered["version"]))
     assert version.tags["cell"] == by_cell[registered["model"]].data.tags["cell"]
     assert version.tags["data_digest"] == by_cell[registered["model"]].data.tags["data_hash"]
@@ -176,7 +176,7 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
     assert compare.data.metrics == {} and compare.data.tags["best_model"] in CELLS
     assert f"{compare.data.tags['best_model']} wins on val_acc" in compare.data.tags["mlflow.note.content"]
     assert all(by_cell[c].info.run_id in compare.data.tags["compared_runs"] for c in CELLS)
-    baseline = json.loads((work / "reports/baseline/train.json").read_text())["run_id"]
+    baseline = json.loads((work / "reports/imdb/baseline/train.json").read_text())["run_id"]
     assert client.get_run(baseline).data.tags["model"] == "tfidf_lr"  # the baseline's own run, linked
     assert f"tfidf_lr:{baseline}" in compare.data.tags["compared_runs"]
     assert "baseline tfidf_lr" in compare.data.tags["mlflow.note.content"]
@@ -205,25 +205,30 @@ def test_sweeps_and_one_off_runs_leave_the_pipeline_untouched(smoke_pipeline):
 
 
 def test_dvc_views_are_readable(smoke_pipeline):
-    """`dvc metrics show`: the four cells' val/test accuracy, read back from their MLflow runs, in a table
-    that fits 120 columns, without rows or warnings from the unrun pipelines; the per-epoch history of each
-    cell is the MLflow run's; `dvc plots show dvc.yaml` inlines Vega (no CDN) and draws the curves."""
+    """`dvc metrics show`: one row per cell with its val/test accuracy, read back from its MLflow run, without
+    rows or warnings from the unrun pipelines; `dvc exp show` of the eight numbers fits 120 columns; the
+    per-epoch history of each cell is the MLflow run's; `dvc plots show dvc.yaml` inlines Vega (no CDN) and
+    draws the curves."""
     import mlflow
 
     work, env, _ = smoke_pipeline
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     table = run(["dvc", "metrics", "show"], work, env)
     lines = table.strip().splitlines()
-    assert lines[0].split() == ["Path", "test/acc", "val/acc_best"], table
-    assert [line.split()[0] for line in lines[1:]] == [f"reports/metrics/{c}.json" for c in CELLS], table
-    assert max(map(len, lines)) <= 120 and "failed" not in table
+    assert lines[0].split() == ["Path", *(f"{c}.{s}" for c in sorted(CELLS) for s in ("test", "val"))], table
+    assert [line.split()[0] for line in lines[1:]] == [f"reports/imdb/metrics/{c}.json" for c in CELLS], table
+    assert "failed" not in table and all(len(line.split()) == 9 for line in lines[1:]), table
+    shown = run(["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|.*\.(val|test)$"],
+                work, {**env, "COLUMNS": "120"})
+    assert max(map(len, shown.splitlines())) <= 120 and "…" not in shown, shown
     for cell in CELLS:
-        report = json.loads((work / f"reports/train/{cell}.json").read_text())
+        report = json.loads((work / f"reports/imdb/train/{cell}.json").read_text())
         logged = client.get_run(report["run_id"]).data.metrics
-        summary = json.loads((work / f"reports/metrics/{cell}.json").read_text())
-        assert summary == {"val/acc_best": logged["val/acc_best"], "test/acc": logged["test/acc"]}
-        assert summary["test/acc"] == pytest.approx(report["test/acc"])
-        history = pd.read_csv(work / f"reports/history/{cell}.csv")
+        summary = json.loads((work / f"reports/imdb/metrics/{cell}.json").read_text())
+        assert summary == {cell: {"val": logged["val/acc_best"], "test": logged["test/acc"]}}
+        assert summary[cell]["test"] == pytest.approx(report["test/acc"])
+        assert f"{summary[cell]['test']}" in shown.splitlines()[3]  # the workspace row
+        history = pd.read_csv(work / f"reports/imdb/history/{cell}.csv")
         assert list(history["epoch"]) == list(range(1, report["epochs"] + 1))  # the epoch is the step
         val_acc = [m.value for m in client.get_metric_history(report["run_id"], "val/acc")]
         assert list(history["val/acc"]) == pytest.approx(val_acc)

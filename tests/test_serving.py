@@ -210,6 +210,7 @@ def registered(tmp_path_factory, project_root, files) -> dict:
         client.set_terminated(runs[name])
         write_json(root / "reports" / "train" / f"{name}.json",
                    {"model": name, "run_id": runs[name], "val_acc_best": score})
+    (root / "params.yaml").write_text("paths: {reports_dir: reports}\n")  # where `rnnlab predict` looks
     (root / "models" / "lstm" / "export").mkdir(parents=True)  # only the winner needs an export
     shutil.copy(files["model"], root / "models" / "lstm" / "export" / "model.onnx")
     done = run_script(project_root, [
@@ -494,16 +495,27 @@ def test_cli_predict_default_is_the_local_champion_without_torch(registered, pro
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["great"], "no champion model yet"),
+    (["great"], "params.yaml is missing: run `rnnlab sync-params`, or pass --model"),
     (["--model", "imdb-sentiment", "great"], "unknown model URI 'imdb-sentiment'"),
     (["--file", "missing.txt"], "review file not found: missing.txt"),
     ([], "nothing to classify"),
 ])
 def test_cli_predict_errors(tmp_path, monkeypatch, capsys, args, message):
-    monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))  # an empty project: no register.json
+    monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))  # an empty project: no params.yaml, no register.json
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["predict", *args])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_predict_default_is_the_selected_data_sets_champion(tmp_path, monkeypatch, capsys):
+    """Without --model, the champion of the data set params.yaml was composed for (its reports_dir)."""
+    (tmp_path / "params.yaml").write_text("paths: {reports_dir: reports/reviews}\n")
+    monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "great"])
+    report = tmp_path / "reports" / "reviews" / "register.json"
+    assert exit_info.value.code == 2
+    assert f"no champion model yet ({report} is missing)" in capsys.readouterr().err
 
 
 def test_cli_predict_unknown_registered_model(registered, project_root):

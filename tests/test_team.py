@@ -181,7 +181,7 @@ def test_pipeline_logs_runs_artifacts_and_registry_to_the_server(server, pipelin
         experiment = client.get_experiment_by_name("imdb")
         runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id])}
         for cell in ("rnn", "lstm", "gru", "bilstm"):
-            report = json.loads((work / f"reports/train/{cell}.json").read_text())
+            report = json.loads((work / f"reports/imdb/train/{cell}.json").read_text())
             logged = runs[report["run_id"]]
             assert logged.info.status == "FINISHED" and logged.data.params["model/hidden_size"] == "16"
             assert logged.data.metrics["test/acc"] == pytest.approx(report["test/acc"], abs=1e-6)
@@ -189,11 +189,11 @@ def test_pipeline_logs_runs_artifacts_and_registry_to_the_server(server, pipelin
             assert client.list_artifacts(report["run_id"]), f"no artifacts for {cell}"
             stored = folder / "artifacts" / experiment.experiment_id / report["run_id"] / "artifacts"
             assert any(stored.rglob("*")), f"{stored} is empty: artifacts were not proxied by the server"
-        registered = json.loads((work / "reports/register.json").read_text())
+        registered = json.loads((work / "reports/imdb/register.json").read_text())
         version = client.get_model_version_by_alias(MODEL, "champion")
         assert (
             version.run_id
-            == json.loads((work / f"reports/train/{registered['model']}.json").read_text())["run_id"]
+            == json.loads((work / f"reports/imdb/train/{registered['model']}.json").read_text())["run_id"]
         )
     assert not (work / "mlflow.db").exists() and not (work / "mlartifacts").exists()
 

@@ -26,7 +26,10 @@ from rnnlab.errors import ConfigError
 from rnnlab.validation import RULES, leaves, rule_key, rules_for, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = {"imdb": [], "forecast": ["task=forecast"], "charlm": ["task=charlm"], "table": ["data=table"]}
+TASKS = {
+    "imdb": [], "forecast": ["task=forecast"], "charlm": ["task=charlm"],
+    "table": ["data=table", "data.name=reviews"],
+}
 GROUPS = [
     f"{group}={path.stem}"
     for group in ("experiment", "trainer", "model", "hparams_search")
@@ -157,8 +160,9 @@ def test_a_bad_value_is_refused_naming_the_key_and_what_it_allows(task, key, bad
         (["task=charlm", "model=bilstm"], "model.bidirectional=true is not allowed; allowed: false"),
         (["paths.raw_dir=${data.nme}"], "paths.raw_dir cannot be resolved: Interpolation key 'data.nme'"),
         (
-            ["task.name=''"],
-            "task.name='' is not allowed; allowed: a non-empty string (also not allowed: logger.",
+            ["data.name=''"],
+            "data.name='' is not allowed; allowed: lower-case letters, digits, '-' and '_', starting with a "
+            "letter or digit (at most 64) (also not allowed: logger.experiment_name)",
         ),
         (["trainer.max_epochs=2.5"], "trainer.max_epochs=2.5 is not allowed; allowed: an integer >= 1"),
         (["data.loader.bucket=1"], "data.loader.bucket=1 is not allowed; allowed: one of true, false"),

@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rnnlab.cli_data import add_data_parser
+from rnnlab.cli_server import add_server_parser
 from rnnlab.config import project_root, resolve_path
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_json
 from rnnlab.stage import report_errors
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from rnnlab.serving import OnnxSentimentModel
 
-REGISTER_REPORT = Path("reports") / "register.json"
+REGISTER_REPORT = "<reports_dir>/register.json"  # of the selected data set (params.yaml: paths.reports_dir)
 SHOWN_CHARS = 70  # of each text in `rnnlab predict`'s output
 MAX_TEXTS = 1_000  # per request to `rnnlab serve`: a full batch scores well inside MLflow's 60 s timeout
 MAX_BYTES = 8 * 1024 * 1024  # request body limit of `rnnlab serve`
@@ -76,8 +80,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_paths(root: Path, params: Path, hint: str) -> DictConfig:
+    """The `paths` section of a pipeline's params file (params.yaml: the selected data set's)."""
+    if not params.is_file():
+        raise RnnlabError(f"{params} is missing: run `rnnlab sync-params`, or {hint}")
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(params).paths
+
+
+def _register_report(root: Path) -> Path:
+    paths = _pipeline_paths(root, root / "params.yaml", "pass --model")
+    return resolve_path(paths.reports_dir, root) / "register.json"
+
+
 def _champion_uri(root: Path) -> str:
-    report = root / REGISTER_REPORT
+    report = _register_report(root)
     if not report.is_file():
         raise RnnlabError(f"no champion model yet ({report} is missing): run `dvc repro`, "
                           "or pass --model models:/<name>@<alias> or runs:/<run_id>/model")
@@ -95,50 +113,6 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-@report_errors
-def _server_start(args: argparse.Namespace) -> int:
-    from rnnlab import team_server
-
-    config = team_server.configure(
-        args.db,
-        args.artifacts,
-        args.host,
-        args.port,
-        args.auth_db,
-        default_permission=args.default_permission,
-        workers=args.workers,
-        allowed_hosts=args.allowed_hosts,
-    )
-    return team_server.serve(config)
-
-
-def _add_server_parser(commands: argparse._SubParsersAction) -> None:
-    from rnnlab.team_server import ADMIN_PASSWORD_ENV, PERMISSIONS
-
-    server = commands.add_parser(
-        "server",
-        help="a team's MLflow tracking server (PostgreSQL, proxied artifacts, basic auth)",
-        description="README, 'Team set-up'.",
-    )
-    start = server.add_subparsers(dest="action", required=True).add_parser(
-        "start",
-        help="run `mlflow server` on a database with basic auth; print its URL; Ctrl-C stops it",
-        description=f"The admin's password comes from ${ADMIN_PASSWORD_ENV} (used when the auth database "
-        "is new); users and permissions are managed through MLflow's auth API.",
-    )
-    start.add_argument("--db", required=True, help="postgresql://USER:PASS@HOST:PORT/DB (sqlite:///FILE too)")
-    start.add_argument("--artifacts", required=True, help="folder or s3://, gs://... URI for artifacts")
-    start.add_argument("--host", default="127.0.0.1", help="address (0.0.0.0: all; default %(default)s)")
-    start.add_argument("--port", type=int, default=5000, help="default: %(default)s")
-    start.add_argument("--auth-db", help="database of users and permissions (default: --db)")
-    start.add_argument(
-        "--default-permission", choices=PERMISSIONS, default="READ", help="of users on others' experiments"
-    )
-    start.add_argument("--workers", type=int, default=2, help="server processes (default: %(default)s)")
-    start.add_argument("--allowed-hosts", help="host names clients use, comma-separated (IPs are allowed)")
-    start.set_defaults(func=_server_start)
-
-
 def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
     """`--checkpoint`, else the best checkpoint of `--model`, else of the cell the charlm comparison ranks
     first (rnnlab.ranking on compare.csv; the paths come from pipelines/charlm/params.yaml)."""
@@ -147,12 +121,7 @@ def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
             raise RnnlabError(f"no checkpoint at {checkpoint}")
         return checkpoint
     root = project_root()
-    params = root / "pipelines" / "charlm" / "params.yaml"
-    if not params.is_file():
-        raise RnnlabError(f"{params} is missing: run `rnnlab sync-params`, or pass --checkpoint")
-    from omegaconf import OmegaConf
-
-    paths = OmegaConf.load(params).paths
+    paths = _pipeline_paths(root, root / "pipelines" / "charlm" / "params.yaml", "pass --checkpoint")
     if cell is None:
         table = resolve_path(paths.reports_dir, root) / "compare.csv"
         if not table.is_file():
@@ -176,8 +145,8 @@ def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
 def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimentModel:
     """The champion's local export by default, else the ONNX model inside a logged pyfunc; never torch."""
     root = project_root()
-    report = root / REGISTER_REPORT
-    if model_uri is None and not report.is_file():
+    report = _register_report(root) if model_uri is None else None
+    if report is not None and not report.is_file():
         raise RnnlabError(
             f"no champion model yet ({report} is missing): run `dvc repro`, "
             "or pass --model models:/<name>@<alias> or runs:/<run_id>/model"
@@ -294,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--model", help="cell whose best checkpoint to use (default: the best by val loss)")
     generate.add_argument("--checkpoint", type=Path, help="a .ckpt file of a charlm run")
     generate.set_defaults(func=_generate)
-    _add_server_parser(commands)
+    add_server_parser(commands)
+    add_data_parser(commands)
     return parser
 
 

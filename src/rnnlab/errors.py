@@ -23,3 +23,7 @@ class ArchiveError(DataSourceError):
 
 class LayoutError(DataSourceError):
     """Extracted data lacks the expected folders or columns."""
+
+
+class MissingInputError(RnnlabError):
+    """A stage's input (an earlier stage's output) is not there."""

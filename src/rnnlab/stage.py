@@ -12,9 +12,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import MissingInputError, RnnlabError
 
 CONFIG_PATH, CONFIG_NAME = "../conf", "config"  # conf/ beside pipelines/
+# The data folders (paths.<key>) and the DVC stage that writes each: named when a later stage lacks them.
+PRODUCERS = (("raw_dir", "download"), ("prepared_dir", "prepare"), ("encoded_dir", "encode"))
 HYDRA_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
@@ -44,7 +46,10 @@ def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     @functools.wraps(fn)
     def job(cfg: DictConfig) -> Any:
         validate(cfg)
-        return fn(cfg)
+        try:
+            return fn(cfg)
+        except FileNotFoundError as error:
+            raise missing_input(cfg, error) from None
 
     run = hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")(job)
     script_dir = Path(inspect.getfile(fn)).resolve().parent
@@ -55,6 +60,22 @@ def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         return run()
 
     return main
+
+
+def missing_input(cfg: DictConfig, error: FileNotFoundError) -> MissingInputError:
+    """The error for a missing input file: which data set lacks it and the command that makes it."""
+    from rnnlab.config import resolve_path
+
+    path = Path(error.filename or "")
+    pipeline = "dvc.yaml" if cfg.task.name == "imdb" else f"pipelines/{cfg.task.name}/dvc.yaml"
+    for key, stage in PRODUCERS:
+        if path.is_relative_to(resolve_path(cfg.paths[key])):
+            target = stage if pipeline == "dvc.yaml" else f"{pipeline}:{stage}"
+            return MissingInputError(
+                f"{path} is missing: data set {cfg.data.name!r} has not been through the {stage} stage; "
+                f"run `dvc repro {target}` (or `python pipelines/{stage}.py` with the same overrides)"
+            )
+    return MissingInputError(f"{path} is missing ({error.strerror})")
 
 
 def check_before_run(script_dir: Path, argv: list[str] | None = None) -> None:

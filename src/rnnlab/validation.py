@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab.config import model_config
 from rnnlab.data import corpus, series, sources
+from rnnlab.data.catalog import NAME_ALLOWED, NAME_PATTERN
 from rnnlab.data.encode import SIDES
 from rnnlab.data.tokenize import CONTRACTION_MODES, LEVELS
 from rnnlab.data.vocab import Vocabulary
@@ -83,7 +84,8 @@ RULES: dict[str, Rule] = {
     "compare.models": items(text(), unique=True),
     "registry.model_name": nullable(text(), "<data.name>-sentiment"),
     **{f"paths.{key}": text() for key in PATHS},
-    "data.name": text(),
+    "data.name": Rule(lambda v: isinstance(v, str) and bool(re.fullmatch(NAME_PATTERN, v)), NAME_ALLOWED,
+                      bad=("../imdb", "My Reviews")),
     "data.source.uri": nullable(text(), "set RNNLAB_<NAME>_SOURCE"),
     "data.source.sha256": nullable(
         passes(lambda v: sources.checked_sha256(v, ""), "64 hexadecimal digits", ("abc",)), "not checked"
