@@ -227,7 +227,7 @@ def test_dvc_views_are_readable(smoke_pipeline):
         summary = json.loads((work / f"reports/imdb/metrics/{cell}.json").read_text())
         assert summary == {cell: {"val": logged["val/acc_best"], "test": logged["test/acc"]}}
         assert summary[cell]["test"] == pytest.approx(report["test/acc"])
-        assert f"{summary[cell]['test']}" in shown.splitlines()[3]  # the workspace row
+        assert f" {round(summary[cell]['test'], 5)} " in shown.splitlines()[3]  # workspace row, DVC-rounded
         history = pd.read_csv(work / f"reports/imdb/history/{cell}.csv")
         assert list(history["epoch"]) == list(range(1, report["epochs"] + 1))  # the epoch is the step
         val_acc = [m.value for m in client.get_metric_history(report["run_id"], "val/acc")]

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import mlflow
 import pytest
 import torch
+from test_config import compose_cfg
 
 from rnnlab.data.corpus import prepare_corpus
 from synthetic import (
@@ -109,11 +110,11 @@ def prepared(tmp_path_factory, data) -> dict[str, tuple[Path, Path]]:
     return {"imdb": data, "forecast": (data[0], root / "forecast"), "charlm": (data[0], root / "charlm")}
 
 
-def tracking_store(work: Path, task: str) -> str:
-    """A new MLflow store in `work` holding the task's experiment: its URI."""
+def tracking_store(work: Path, experiment: str) -> str:
+    """A new MLflow store in `work` holding the experiment the runs log to: its URI."""
     work.mkdir(parents=True)
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    mlflow.MlflowClient(tracking_uri=uri).create_experiment(task, (work / "mlartifacts").as_uri())
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment(experiment, (work / "mlartifacts").as_uri())
     return uri
 
 
@@ -125,10 +126,12 @@ class Trained(NamedTuple):
 @pytest.fixture(scope="module", params=list(CASES))
 def runs(request, tmp_path_factory, project_root, prepared):
     """The uninterrupted run, and the same run killed at each point and resumed each time, each in an MLflow
-    store of its own; the case, its task, and the global step of the checkpoint the first kill left."""
+    store of its own; the case, the MLflow experiment (the data set's name) and the global step of the
+    checkpoint the first kill left."""
     case, task = CASES[request.param], request.param.split("-")[0]
     work = tmp_path_factory.mktemp(request.param)
-    uris = {name: tracking_store(work / name, task) for name in ("whole", "killed")}
+    experiment = compose_cfg(project_root, [f"task={task}"]).logger.experiment_name  # the data set's name
+    uris = {name: tracking_store(work / name, experiment) for name in ("whole", "killed")}
     args = {name: [*tiny_overrides(work / name, *prepared[task], uri), *case.settings, *COMMON]
             for name, uri in uris.items()}
     started = time.perf_counter()
@@ -150,7 +153,7 @@ def runs(request, tmp_path_factory, project_root, prepared):
           f"{time.perf_counter() - started:.1f} s")
     trained = [Trained(*run_folders(work / name, case.cell), mlflow.MlflowClient(tracking_uri=uris[name]))
                for name in ("whole", "killed")]
-    return *trained, case, task, steps[0]
+    return *trained, case, experiment, steps[0]
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(runs):
@@ -166,7 +169,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(runs):
 
 
 def test_killed_and_resumed_run_logs_the_same_metrics_once(runs):
-    *trained, case, task, _ = runs
+    *trained, case, experiment, _ = runs
     reports = [json.loads((run.folder / "report.json").read_text()) for run in trained]
     pairs = zip(trained, reports, strict=True)
     expected, got = (metric_points(run.client, report["run_id"]) for run, report in pairs)
@@ -183,7 +186,7 @@ def test_killed_and_resumed_run_logs_the_same_metrics_once(runs):
     killed = trained[1].client
     assert killed.get_run(reports[1]["run_id"]).info.status == "FINISHED"
     # The whole story is one MLflow run, however often the training was killed.
-    assert len(killed.search_runs([killed.get_experiment_by_name(task).experiment_id])) == 1
+    assert len(killed.search_runs([killed.get_experiment_by_name(experiment).experiment_id])) == 1
 
 
 def test_interrupted_stage_leaves_no_outputs_and_resumes_from_its_scratch(tmp_path, project_root, data):
