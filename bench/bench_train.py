@@ -58,8 +58,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from machine import cpu_model
 from rnnlab.data.datamodule import SequenceDataModule
+from rnnlab.models.cells import CELLS
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.models.encoder import CELLS
 from rnnlab.training import build_callbacks, build_trainer
 
 BATCH_SIZE, SIZE, DROPOUT, CLIP = 64, 128, 0.2, 1.0
@@ -95,7 +95,7 @@ class PackedClassifier(nn.Module):
         cell, bidirectional = parse_cell(name)
         torch.manual_seed(seed)
         self.embedding = nn.Embedding(data.vocab_size, SIZE, padding_idx=0)
-        self.rnn = CELLS[cell](SIZE, SIZE, batch_first=True, bidirectional=bidirectional)
+        self.rnn = CELLS[cell].module(SIZE, SIZE, batch_first=True, bidirectional=bidirectional)
         self.dropout = nn.Dropout(DROPOUT)
         width = SIZE * (2 if bidirectional else 1)
         self.head = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(width, data.num_classes))

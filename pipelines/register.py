@@ -1,6 +1,6 @@
-"""DVC stage `register`: log the best model (by `val_acc_best`, rnnlab.ranking's rule) as an MLflow pyfunc on
-raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point the alias `champion` at the
-new version, with a description and tags (cell, data digest, val accuracy).
+"""DVC stage `register`: log the best model of `compare.models` (by `val_acc_best`, rnnlab.ranking's rule) as
+an MLflow pyfunc on raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point the alias
+`champion` at the new version, with a description and tags (cell, data digest, val accuracy).
 
     python pipelines/register.py
     rnnlab serve --model models:/imdb-sentiment@champion   # then serve it (README: serve)
@@ -9,6 +9,7 @@ epoch, so the version shows that epoch's metrics; `reports/register.json` record
 files `rnnlab predict` uses by default.
 """
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -25,9 +26,11 @@ from rnnlab.tracking import tracking_uri
 ALIAS = "champion"
 
 
-def best_report(folder: Path, key: str = "val_acc_best") -> dict:
-    """The training report (`reports/train/<model>.json`) with the highest `key` (ties: rnnlab.ranking)."""
-    reports = [read_json(path) for path in sorted(folder.glob("*.json"))]
+def best_report(folder: Path, models: Iterable[str] | None = None, key: str = "val_acc_best") -> dict:
+    """The training report (`reports/train/<model>.json`) with the highest `key` (ties: rnnlab.ranking), among
+    those of `models` (None: every report in `folder`; a report of a cell no longer compared is ignored)."""
+    paths = sorted(folder.glob("*.json"))
+    reports = [read_json(path) for path in paths if models is None or path.stem in set(models)]
     for report in reports:
         missing = [k for k in ("model", "run_id", key) if k not in report]
         if missing:
@@ -75,7 +78,7 @@ def main(cfg: DictConfig) -> None:
     task = cfg.data.name
     name = OmegaConf.select(cfg, "registry.model_name", default=None) or f"{task}-sentiment"
     reports = resolve_path(cfg.paths.reports_dir)
-    best = best_report(reports / "train")
+    best = best_report(reports / "train", cfg.compare.models)
     files = {
         "model": resolve_path(cfg.paths.models_dir) / best["model"] / "export" / ARTIFACT_FILES["model"],
         "vocab": resolve_path(cfg.paths.prepared_dir) / ARTIFACT_FILES["vocab"],

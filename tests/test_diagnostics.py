@@ -96,6 +96,8 @@ def test_bare_modules_that_cannot_be_unrolled_are_refused():
         rnn_gradient_flow(nn.GRU(2, 3, batch_first=True, bidirectional=True), torch.zeros(1, 4, 2), torch.sum)
     with pytest.raises(ConfigError, match="num_layers=1"):
         gate_spectra(nn.LSTM(2, 3, num_layers=2))
+    with pytest.raises(ConfigError, match="Linear is not a supported recurrent module; allowed: RNN, LSTM"):
+        gate_spectra(nn.Linear(2, 2))
 
 
 def classifier(cell: str, bidirectional: bool = False, num_layers: int = 1) -> SequenceClassifier:

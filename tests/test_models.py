@@ -8,9 +8,11 @@ import re
 import pytest
 import torch
 
+from rnnlab.diagnostics.recurrent_weights import encoder_spectra
 from rnnlab.errors import ConfigError
+from rnnlab.models.cells import CELLS, cell_of
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.models.encoder import CELLS, INITS, EncoderConfig, RecurrentEncoder, reverse_within_lengths
+from rnnlab.models.encoder import INITS, EncoderConfig, RecurrentEncoder, reverse_within_lengths
 from rnnlab.models.pooling import POOLINGS
 from rnnlab.models.summary import model_summary, parameter_rows
 
@@ -167,6 +169,22 @@ def test_forget_bias_none_keeps_the_init():
     model = encoder("lstm", init="orthogonal", forget_bias=None)
     for rnn in model.recurrent_modules():
         assert (rnn.bias_ih_l0 + rnn.bias_hh_l0).abs().max() == 0
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_one_cell_registry_builds_the_encoder_and_names_the_gates_of_the_diagnostics(name):
+    cell = CELLS[name]
+    rnn = cell.module(3, 5)
+    assert rnn.weight_hh_l0.shape[0] == rnn.bias_ih_l0.shape[0] == len(cell.gates) * 5 == GATES[name] * 5
+    assert cell_of(rnn) is cell
+    assert cell.rows(cell.gates[-1], 5) == slice(5 * GATES[name] - 5, 5 * GATES[name])
+    model = encoder(name, bidirectional=True)
+    assert {type(rnn) for rnn in model.recurrent_modules()} == {cell.module}
+    spectra = encoder_spectra(model)
+    assert [s.gate for s in spectra] == list(cell.gates) * 4  # two layers, two directions
+    assert [s.module for s in spectra[:: len(cell.gates)]] == [
+        "layer0.forward", "layer0.backward", "layer1.forward", "layer1.backward",
+    ]
 
 
 @pytest.mark.parametrize(("cell", "bidirectional"), PAIRS)

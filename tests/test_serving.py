@@ -251,11 +251,17 @@ def test_register_picks_the_best_model_and_sets_the_alias(registered):
     assert artifacts == ["meta.json", "model.onnx", "vocab.json"]
 
 
-def test_register_needs_a_scored_training_report(tmp_path, project_root):
+def register_stage(project_root: Path):
+    """pipelines/register.py as a module."""
     path = project_root / "pipelines" / "register.py"
     spec = importlib.util.spec_from_file_location("register_stage", path)
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
+    return stage
+
+
+def test_register_needs_a_scored_training_report(tmp_path, project_root):
+    stage = register_stage(project_root)
     with pytest.raises(RnnlabError, match="no training report with a val_acc_best in .*: run `dvc repro`"):
         stage.best_report(tmp_path)
     write_json(tmp_path / "rnn.json", {"model": "rnn", "run_id": "r1", "val_acc_best": float("nan")})
@@ -264,6 +270,17 @@ def test_register_needs_a_scored_training_report(tmp_path, project_root):
     write_json(tmp_path / "gru.json", {"model": "gru", "val_acc_best": 0.7})
     with pytest.raises(RnnlabError, match="lacks run_id"):
         stage.best_report(tmp_path)
+
+
+def test_register_picks_among_the_compared_models_only(tmp_path, project_root):
+    stage = register_stage(project_root)
+    for name, score in {"rnn": 0.9, "lstm": 0.8, "gru": 0.7}.items():
+        write_json(tmp_path / f"{name}.json", {"model": name, "run_id": f"run-{name}", "val_acc_best": score})
+    assert stage.best_report(tmp_path)["model"] == "rnn"
+    # rnn.json is left from when rnn was compared (and trained): compare.models=[lstm, gru] ignores it
+    assert stage.best_report(tmp_path, ["lstm", "gru"])["run_id"] == "run-lstm"
+    with pytest.raises(RnnlabError, match="no training report with a val_acc_best"):
+        stage.best_report(tmp_path, ["bilstm"])
 
 
 def test_register_outputs_follow_the_umask(stages, registered):

@@ -31,7 +31,8 @@ from rnnlab.diagnostics.clipping import CLIP_ALGORITHMS
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import check_bucket_edges
 from rnnlab.models.base import MODES, SCHEDULERS
-from rnnlab.models.encoder import CELLS, INITS
+from rnnlab.models.cells import CELLS
+from rnnlab.models.encoder import INITS
 from rnnlab.models.pooling import POOLINGS
 from rnnlab.rules import Rule, choice, either, integer, is_int, items, nullable, number, passes, refused, text
 from rnnlab.tasks import KINDS

@@ -1,10 +1,10 @@
 """Spectra of the recurrent weights W_hh, per module (layer, direction) and gate.
 
-PyTorch stacks the gates of a cell along the rows of `weight_hh_l0`, in the order rnn: h; lstm: i, f, g, o;
-gru: r, z, n. For each gate's [H, H] block this reports the spectral radius (max |eigenvalue|: whether
-repeated application grows or shrinks a state in the long run) and the largest singular value (the most it can
-stretch any one step). A linear recurrence forgets when the radius is below 1 and explodes above it: the
-"edge of chaos" sits at 1.
+PyTorch stacks the gates of a cell along the rows of `weight_hh_l0`, in the order of its `gates` in
+rnnlab.models.cells (rnn: h; lstm: i, f, g, o; gru: r, z, n). For each gate's [H, H] block this reports the
+spectral radius (max |eigenvalue|: whether repeated application grows or shrinks a state in the long run) and
+the largest singular value (the most it can stretch any one step). A linear recurrence forgets when the
+radius is below 1 and explodes above it: the "edge of chaos" sits at 1.
 """
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError
-
-GATES: dict[type[nn.RNNBase], tuple[str, ...]] = {
-    nn.RNN: ("h",),
-    nn.LSTM: ("i", "f", "g", "o"),
-    nn.GRU: ("r", "z", "n"),
-}
+from rnnlab.models.cells import cell_of
 
 
 @dataclass(frozen=True)
@@ -44,19 +39,10 @@ def named_recurrent_modules(encoder: nn.Module) -> list[tuple[str, nn.RNNBase]]:
     return named
 
 
-def gate_names(rnn: nn.RNNBase) -> tuple[str, ...]:
-    """The gates of `rnn`'s cell in PyTorch's order."""
-    for cell, gates in GATES.items():
-        if isinstance(rnn, cell):
-            return gates
-    allowed = ", ".join(cell.__name__ for cell in GATES)
-    raise ConfigError(f"{type(rnn).__name__} is not a supported recurrent module; allowed: {allowed}")
-
-
 @torch.no_grad()
 def gate_spectra(rnn: nn.RNNBase, module: str = "rnn") -> list[GateSpectrum]:
     """Spectral radius and largest singular value of each gate's W_hh block of a one-layer `rnn`."""
-    gates = gate_names(rnn)
+    gates = cell_of(rnn).gates
     if rnn.num_layers != 1 or rnn.bidirectional or getattr(rnn, "proj_size", 0):
         raise ConfigError(
             f"{module}: expected a one-layer, one-direction {type(rnn).__name__} without projection "

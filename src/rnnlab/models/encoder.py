@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError
+from rnnlab.models.cells import CELLS
 from rnnlab.models.pooling import POOLINGS, Pooling
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 INITS = ("orthogonal", "default")
 
 
@@ -131,7 +131,7 @@ class RecurrentEncoder(nn.Module):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         sizes = [first_size] + [config.output_size] * (config.num_layers - 1)
         self.layers = nn.ModuleList(
-            RecurrentLayer(CELLS[config.cell], size, config.hidden_size, config.bidirectional)
+            RecurrentLayer(CELLS[config.cell].module, size, config.hidden_size, config.bidirectional)
             for size in sizes
         )
         self.layer_dropout = nn.Dropout(config.dropout)
@@ -149,20 +149,20 @@ class RecurrentEncoder(nn.Module):
 
     def reset_recurrent_parameters(self) -> None:
         """Apply `init` (orthogonal W_hh per gate, zero biases) and the LSTM `forget_bias`."""
-        gates = {"rnn": 1, "gru": 3, "lstm": 4}[self.config.cell]
+        cell = CELLS[self.config.cell]
         hidden = self.config.hidden_size
         with torch.no_grad():
             for rnn in self.recurrent_modules():
                 if self.config.init == "orthogonal":
-                    for gate in range(gates):
-                        nn.init.orthogonal_(rnn.weight_hh_l0[gate * hidden : (gate + 1) * hidden])
+                    for gate in cell.gates:
+                        nn.init.orthogonal_(rnn.weight_hh_l0[cell.rows(gate, hidden)])
                     nn.init.xavier_uniform_(rnn.weight_ih_l0)
                     rnn.bias_ih_l0.zero_()
                     rnn.bias_hh_l0.zero_()
-                if self.config.cell == "lstm" and self.config.forget_bias is not None:
-                    # PyTorch's gate order is input, forget, cell, output; the two bias vectors add up.
-                    rnn.bias_ih_l0[hidden : 2 * hidden].fill_(self.config.forget_bias)
-                    rnn.bias_hh_l0[hidden : 2 * hidden].zero_()
+                if cell.name == "lstm" and self.config.forget_bias is not None:
+                    # The forget gate's bias (the two bias vectors add up).
+                    rnn.bias_ih_l0[cell.rows("f", hidden)].fill_(self.config.forget_bias)
+                    rnn.bias_hh_l0[cell.rows("f", hidden)].zero_()
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Embedded token ids (with embedding dropout), or the feature inputs as they are."""

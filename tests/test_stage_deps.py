@@ -1,0 +1,132 @@
+"""Every DVC stage depends on the project code its script runs, so that editing that code reruns the stage.
+
+For each stage of the three pipelines, as DVC resolves them (foreach and vars expanded), the script of its
+`cmd` (pipelines/<x>.py) is followed through its `rnnlab.*` imports (tests/module_imports.py says how, with
+`task_module(cfg)` giving the `task.kind` of the params file the command names), and each module file reached
+must lie under one of the stage's `deps`: the file itself, or a folder holding it.
+
+Deps are per module, not src/ as a whole: a stage depending on all of src/ would rerun on any edit, and
+`train@` takes hours. A folder dep is right where a stage uses the whole package (src/rnnlab/models).
+Not required, nor followed further, because an edit to them cannot change what a successful stage writes:
+package `__init__` files holding only a docstring (and `__version__`), and NO_RESULTS below.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.repo import Repo
+
+from module_imports import SRC, imported_modules, is_docstring, module_file, required_modules, task_members
+
+ROOT = SRC.parent
+PIPELINES = ("dvc.yaml", "pipelines/forecast/dvc.yaml", "pipelines/charlm/dvc.yaml")
+# Modules that only check or report: an edit can refuse a config or reword a message, never change a result.
+# Keep this list short, and say why for each.
+NO_RESULTS = {
+    "rnnlab.errors": "exception classes",
+    "rnnlab.rules": "the building blocks of config validation: accept, or raise ConfigError",
+    "rnnlab.validation": "checks every config value before a stage starts: accept, or raise ConfigError",
+    "rnnlab.stage": "the entry point: validates the config named on the command line and hands it on "
+    "unchanged, turns errors into one line, prints the summary line",
+}
+
+
+def inert(path: Path) -> bool:
+    """A package `__init__` holding only a docstring and `__version__`: importing it computes nothing."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    version = [n for n in body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "__version__"]
+    return path.name == "__init__.py" and sum(map(is_docstring, body)) + len(version) == len(body)
+
+
+def cannot_change_results(name: str, path: Path) -> bool:
+    return name in NO_RESULTS or inert(path)
+
+
+def task_kind(cmd: list[str], wdir: Path) -> str:
+    """`task.kind` in the params file the command composes (`--config-dir D --config-name N`)."""
+    config = wdir / cmd[cmd.index("--config-dir") + 1] / f"{cmd[cmd.index('--config-name') + 1]}.yaml"
+    return yaml.safe_load(config.read_text(encoding="utf-8"))["task"]["kind"]
+
+
+def stage_gaps(stage) -> list[str]:
+    """The project modules the stage's script runs that none of its deps covers, with their import chains."""
+    wdir = Path(stage.wdir)
+    cmd = shlex.split(stage.cmd)
+    scripts = [word for word in cmd if word.startswith("pipelines/") and word.endswith(".py")]
+    assert cmd[0] == "python" and len(scripts) == 1, f"{stage.addressing}: not `python pipelines/<x>.py`"
+    script = wdir / scripts[0]
+    deps = [Path(dep.fs_path) for dep in stage.deps]
+    needed = {script: script.name, **required_modules(script, task_kind(cmd, wdir), cannot_change_results)}
+    return [
+        f"{path.relative_to(ROOT)} ({why})"
+        for path, why in sorted(needed.items())
+        if not any(path.is_relative_to(dep) for dep in deps)
+    ]
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict[str, list]:
+    """{dvc.yaml path: its stages}, as DVC resolves them from the files and the params they read."""
+    with Repo(str(ROOT)) as repo:
+        found: dict[str, list] = {}
+        for stage in repo.index.stages:
+            found.setdefault(str(Path(stage.dvcfile.path).relative_to(ROOT)), []).append(stage)
+        return found
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_stage_deps_cover_the_modules_their_scripts_import(stages, pipeline):
+    assert len(stages[pipeline]) >= 5, stages[pipeline]
+    gaps = {stage.addressing: stage_gaps(stage) for stage in stages[pipeline]}
+    missing = "\n".join(f"{name}: {', '.join(paths)}" for name, paths in gaps.items() if paths)
+    assert not missing, f"{pipeline}: deps to add (module, import chain):\n{missing}"
+
+
+def test_the_modules_said_to_change_no_results_exist():
+    assert all(module_file(name) for name in NO_RESULTS)
+    assert inert(SRC / "rnnlab" / "__init__.py") and not inert(SRC / "rnnlab" / "tasks" / "__init__.py")
+
+
+def test_imports_are_found_in_functions_relative_and_through_their_packages():
+    source = (
+        "import os\n"
+        "from rnnlab.data.store import SPLITS\n"
+        "def f():\n"
+        "    from rnnlab import io, tracking\n"
+        "    from .vocab import Vocabulary\n"
+        "if TYPE_CHECKING:\n"
+        "    from rnnlab.serving import log_text_model\n"
+    )
+    found = imported_modules(ast.parse(source), "rnnlab.data.encode")
+    ours = {"rnnlab", "rnnlab.data", "rnnlab.data.store", "rnnlab.data.vocab", "rnnlab.io", "rnnlab.tracking"}
+    assert found == ours
+
+
+def test_task_members_are_those_used_or_all_when_the_module_goes_elsewhere():
+    used = task_members(ast.parse("t = task_module(cfg)\nt.datamodule(cfg)\nx = t.HAS_TEST"))
+    assert used == {"datamodule", "HAS_TEST"}
+    assert task_members(ast.parse("task_module(cfg).download(cfg)")) == {"download"}
+    assert task_members(ast.parse("t = task_module(cfg)\nrun(t)")) is None
+    assert task_members(ast.parse("from rnnlab.tasks import task_module")) == set()
+    other_scope = "def f():\n    t = task_module(cfg)\n    t.evaluate()\ndef g(t):\n    print(t)\n"
+    assert task_members(ast.parse(other_scope)) == {"evaluate"}
+
+
+def test_the_closure_follows_the_task_members_used_and_skips_modules_that_change_no_results():
+    train = ROOT / "pipelines" / "train.py"
+    required = required_modules(train, "classification", cannot_change_results)
+    names = {str(path.relative_to(SRC / "rnnlab")) for path in required}
+    assert {"tasks/classification.py", "data/datamodule.py", "models/encoder.py"} <= names
+    assert {"data/store.py", "data/vocab.py", "config.py", "io.py"} <= names
+    assert not {"tasks/forecast.py", "evaluation.py", "data/sources.py"} & names
+    assert not {"__init__.py", "models/__init__.py", "stage.py", "errors.py", "validation.py"} & names
+    assert SRC / "rnnlab" / "validation.py" in required_modules(train, "classification")  # reached, skipped
+    download = required_modules(ROOT / "pipelines" / "download.py", "forecast", cannot_change_results)
+    chain = "download.py -> task_module(cfg): rnnlab.tasks.forecast[download]"
+    assert download[SRC / "rnnlab" / "tasks" / "forecast.py"] == chain
+    assert not any("models" in path.parts for path in download)
