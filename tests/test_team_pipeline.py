@@ -6,15 +6,20 @@ One pipeline run for the whole module."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 import yaml
 
 from dvc_repo import commit, project_copy, run
+from postgres import free_port
 from rnnlab.data.download import sha256_file
 from team import (
     ADMIN,
@@ -26,6 +31,7 @@ from team import (
     all_secrets,
     as_user,
     assert_no_secret,
+    bin_path,
     rnnlab,
 )
 
@@ -139,6 +145,48 @@ def test_predict_with_the_champion_from_the_server(team_server, pipeline, tmp_pa
     anonymous = {k: v for k, v in reader.items() if k != "MLFLOW_TRACKING_PASSWORD"}
     done = rnnlab("predict", "--model", f"models:/{MODEL}@champion", REVIEWS[0], env=anonymous, cwd=tmp_path)
     assert done.returncode != 0
+
+
+def test_mlflow_models_serve_pulls_the_champion_from_the_server(team_server, pipeline, tmp_path):
+    """Plain `mlflow models serve -m models:/<name>@champion` as the reader (credentials from the environment)
+    downloads the model from the server and answers POST /invocations as `rnnlab predict` does."""
+    url, _ = team_server
+    _, env = pipeline
+    reader = {**env, "MLFLOW_TRACKING_USERNAME": READER[0], "MLFLOW_TRACKING_PASSWORD": READER[1]}
+    model, port = f"models:/{MODEL}@champion", free_port()
+    command = ["models", "serve", "-m", model, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [bin_path("mlflow"), *command], env=reader, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # the scoring server runs in a child process: stop the whole group
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not pings(f"http://127.0.0.1:{port}/ping"):
+            assert process.poll() is None, f"mlflow models serve exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no /ping answer after 180 s:\n{log_path.read_text()}"
+            time.sleep(0.5)
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": REVIEWS}, timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert answer.status_code == 200, answer.text
+    served = [(row["label"], f"{row['probability']:.4f}") for row in answer.json()["predictions"]]
+    done = rnnlab("predict", "--model", model, *REVIEWS, env=reader, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert served == [tuple(line.split()[:2]) for line in done.stdout.splitlines()], (served, done.stdout)
+
+
+def pings(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_dvc_remote_round_trip(pipeline, tmp_path):

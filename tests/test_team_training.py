@@ -1,0 +1,99 @@
+"""Team mode training against the team server (`tests/team.py`), as the trainer, on tiny synthetic data with
+the server and credentials from the environment only: a Hydra sweep (one parent run and its children) and a
+`ddp_spawn_cpu` run (one MLflow run, logged by rank 0). Each test logs to an experiment of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+
+from synthetic import run_folders, tiny_overrides
+from team import (
+    NEEDS_POSTGRES,
+    READER,
+    TRAINER,
+    all_secrets,
+    as_user,
+    assert_no_secret,
+    user_env,
+)
+
+pytest_plugins = ["team"]
+pytestmark = NEEDS_POSTGRES
+EPOCH_METRICS = ("train/loss", "val/loss", "val/acc", "train/seq_per_s")
+
+
+def train(command: list[str], root: Path, work: Path, data: tuple[Path, Path], url: str, *args: str) -> str:
+    """`command pipelines/train.py` (in the project `root`) on the tiny settings into `work`, tracking to
+    $MLFLOW_TRACKING_URI (`url`, not `logger.tracking_uri`) as the trainer; its output."""
+    overrides = [o for o in tiny_overrides(work, *data, url) if not o.startswith("logger.tracking_uri=")]
+    done = subprocess.run(
+        [*command, "pipelines/train.py", *args, *overrides, "trainer.max_epochs=1"],  # -m first
+        cwd=root,
+        env=user_env(TRAINER, url, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def runs_of(url: str, experiment: str) -> list:
+    """The runs of `experiment`, read by the read-only user."""
+    client = mlflow.MlflowClient(url)
+    with as_user(READER):
+        return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def check_trained(url: str, run, work: Path, epochs: int, world_size: int) -> None:
+    """A finished training run on the server: its params, one point per epoch of each metric, its artifacts
+    proxied by the server, and the run folder whose report names it."""
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == str(world_size)
+    params = run.data.params
+    assert params["model/hidden_size"] == "8" and params["trainer/max_epochs"] == str(epochs)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
+    client = mlflow.MlflowClient(url)
+    with as_user(READER):
+        for key in EPOCH_METRICS:
+            assert len(client.get_metric_history(run.info.run_id, key)) == epochs, key
+        assert 0 <= run.data.metrics["val/acc_best"] <= 1 and "test/acc" in run.data.metrics
+        assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    (folder,) = run_folders(work, params["model/name"])
+    assert json.loads((folder / "report.json").read_text())["run_id"] == run.info.run_id
+
+
+def test_sweep_is_one_parent_run_with_its_children_on_the_server(
+    team_server, postgres, project_root, data, tmp_path
+):
+    url, _ = team_server
+    args = ["-m", "model=rnn,gru", "logger.experiment_name=team-sweep"]
+    train([sys.executable], project_root, tmp_path, data, url, *args)
+    runs = runs_of(url, "team-sweep")
+    (parent,) = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    children = [run for run in runs if run is not parent]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/children"] == 2
+    assert "model=rnn,gru" in parent.data.params["sweep/overrides"].split()
+    assert sorted(run.data.params["model/name"] for run in children) == ["gru", "rnn"]
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["rnnlab.source"] == "sweep"
+        check_trained(url, run, tmp_path, epochs=1, world_size=1)
+    best = max(children, key=lambda run: run.data.metrics["val/acc_best"])
+    assert parent.data.tags["best_child_run"] == best.info.run_name
+    with as_user(TRAINER):
+        assert_no_secret(mlflow.MlflowClient(url), runs, all_secrets(postgres), tmp_path / "downloaded")
+
+
+def test_ddp_spawn_run_is_one_run_logged_by_rank_zero(team_server, postgres, project_root, data, tmp_path):
+    url, _ = team_server
+    args = ["model=gru", "trainer=ddp_spawn_cpu", "logger.experiment_name=team-ddp-spawn"]
+    train([sys.executable], project_root, tmp_path, data, url, *args)
+    (run,) = runs_of(url, "team-ddp-spawn")  # two processes, one run
+    check_trained(url, run, tmp_path, epochs=1, world_size=2)
+    with as_user(TRAINER):
+        assert_no_secret(mlflow.MlflowClient(url), [run], all_secrets(postgres), tmp_path / "downloaded")
