@@ -1,16 +1,19 @@
 """Team mode training against the team server (`tests/team.py`), as the trainer, on tiny synthetic data with
-the server and credentials from the environment only: a Hydra sweep (one parent run and its children) and a
-`ddp_spawn_cpu` run (one MLflow run, logged by rank 0). Each test logs to an experiment of its own."""
+the server and credentials from the environment only: a Hydra sweep (one parent run and its children), a
+`ddp_spawn_cpu` run and a `torchrun` DDP run on two CPU processes (one MLflow run each, logged by rank 0).
+Each test logs to an experiment of its own."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 
+from postgres import free_port
 from synthetic import run_folders, tiny_overrides
 from team import (
     NEEDS_POSTGRES,
@@ -19,6 +22,7 @@ from team import (
     all_secrets,
     as_user,
     assert_no_secret,
+    bin_path,
     user_env,
 )
 
@@ -94,6 +98,23 @@ def test_ddp_spawn_run_is_one_run_logged_by_rank_zero(team_server, postgres, pro
     args = ["model=gru", "trainer=ddp_spawn_cpu", "logger.experiment_name=team-ddp-spawn"]
     train([sys.executable], project_root, tmp_path, data, url, *args)
     (run,) = runs_of(url, "team-ddp-spawn")  # two processes, one run
+    check_trained(url, run, tmp_path, epochs=1, world_size=2)
+    with as_user(TRAINER):
+        assert_no_secret(mlflow.MlflowClient(url), [run], all_secrets(postgres), tmp_path / "downloaded")
+
+
+def test_torchrun_ddp_on_two_cpu_processes_is_one_run(team_server, postgres, project_root, data, tmp_path):
+    """`torchrun --nnodes 1 --nproc-per-node 2` with `trainer=ddp` on the CPU (gloo): torchrun starts both
+    ranks (Lightning does not relaunch them) and only rank 0 talks to the server."""
+    url, _ = team_server
+    torchrun = [bin_path("torchrun"), "--nnodes=1", "--nproc-per-node=2", f"--master-port={free_port()}"]
+    cpu = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true"]
+    args = ["model=gru", "trainer=ddp", *cpu, "logger.experiment_name=team-torchrun"]
+    output = train(torchrun, project_root, tmp_path, data, url, *args)
+    assert "distributed_backend=gloo" in output
+    members = sorted(re.findall(r"GLOBAL_RANK: (\d+), MEMBER: (\d+/\d+)", output))
+    assert members == [("0", "1/2"), ("1", "2/2")], members  # two processes, none relaunched
+    (run,) = runs_of(url, "team-torchrun")
     check_trained(url, run, tmp_path, epochs=1, world_size=2)
     with as_user(TRAINER):
         assert_no_secret(mlflow.MlflowClient(url), [run], all_secrets(postgres), tmp_path / "downloaded")
