@@ -1,7 +1,7 @@
 """Team mode training against the team server (`tests/team.py`), as the trainer, on tiny synthetic data with
 the server and credentials from the environment only: a Hydra sweep (one parent run and its children), a
-`ddp_spawn_cpu` run and a `torchrun` DDP run on two CPU processes (one MLflow run each, logged by rank 0).
-Each test logs to an experiment of its own."""
+`ddp_spawn_cpu` run and a `torchrun` DDP run on two CPU processes (one MLflow run each, logged by rank 0),
+and a sweep through hydra-submitit-launcher's local executor. Each test logs to an experiment of its own."""
 
 from __future__ import annotations
 
@@ -118,3 +118,27 @@ def test_torchrun_ddp_on_two_cpu_processes_is_one_run(team_server, postgres, pro
     check_trained(url, run, tmp_path, epochs=1, world_size=2)
     with as_user(TRAINER):
         assert_no_secret(mlflow.MlflowClient(url), [run], all_secrets(postgres), tmp_path / "downloaded")
+
+
+def test_sweep_through_submitits_local_executor(team_server, postgres, project_root, data, tmp_path):
+    """hydra-submitit-launcher's `submitit_local`: each job in a process of its own that submitit started (the
+    SLURM launcher's code path, with the local executor); still one parent run and its children."""
+    url, _ = team_server
+    args = ["-m", "hydra/launcher=submitit_local", "model=rnn,gru", "logger.experiment_name=team-submitit"]
+    train([sys.executable], project_root, tmp_path, data, url, *args)
+    runs = runs_of(url, "team-submitit")
+    (parent,) = [run for run in runs if run.data.tags.get("sweep") == "parent"]
+    children = [run for run in runs if run is not parent]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/children"] == 2
+    logs = {path: path.read_text() for path in (tmp_path / "multirun" / ".submitit").glob("*/*_0_log.*")}
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        check_trained(url, run, tmp_path, epochs=1, world_size=1)
+        (job,) = {path.parent for path, text in logs.items() if run.info.run_name in text}
+        assert "Job completed successfully" in logs[job / f"{job.name}_0_log.out"]
+    assert sorted(run.data.params["model/name"] for run in children) == ["gru", "rnn"]
+    secrets = all_secrets(postgres)
+    for path in (p for p in (tmp_path / "multirun").rglob("*") if p.is_file()):  # pickles, logs, configs
+        assert not any(secret.encode() in path.read_bytes() for secret in secrets), path
+    with as_user(TRAINER):
+        assert_no_secret(mlflow.MlflowClient(url), runs, secrets, tmp_path / "downloaded")
