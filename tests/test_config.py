@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -83,3 +86,26 @@ def test_model_config_follows_model_key_or_the_model_group(project_root):
     assert model_config(dvc_style)["name"] == "bilstm" and model_config(dvc_style)["hidden_size"] == 7
     with pytest.raises(ConfigError, match=r"model_key='transformer' is not allowed; allowed: one of rnn"):
         model_config(compose_cfg(project_root, ["+model_key=transformer"]))
+
+
+
+
+def test_slurm_launcher_config_composes(project_root, tmp_path):
+    """`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml; README "Team set-up") is submitit's SLURM
+    launcher with its resources; a mistyped key in it fails (the plugin's config is a structured one)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[team]'")
+
+    def launcher(conf: Path, *overrides: str):
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            cfg = compose("config", ["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+        return cfg.hydra.launcher
+
+    slurm = launcher(project_root / "conf", "hydra.launcher.partition=gpu")
+    assert slurm._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (slurm.partition, slurm.gpus_per_node, slurm.tasks_per_node) == ("gpu", 1, 1)
+    assert slurm.submitit_folder.endswith("/.submitit/%j")
+    shutil.copytree(project_root / "conf", tmp_path / "conf")
+    mistyped = tmp_path / "conf" / "hydra" / "launcher" / "slurm.yaml"
+    mistyped.write_text(mistyped.read_text().replace("\ngpus_per_node:", "\ngpus_per_nodes:"))
+    with pytest.raises(Exception, match="Key 'gpus_per_nodes' not in 'SlurmQueueConf'"):
+        launcher(tmp_path / "conf")

@@ -16,7 +16,6 @@ from typing import NamedTuple
 import mlflow
 import pytest
 import torch
-from test_config import compose_cfg
 
 from rnnlab.data.corpus import prepare_corpus
 from synthetic import (
@@ -28,6 +27,7 @@ from synthetic import (
     stage_overrides,
     tiny_overrides,
 )
+from test_config import compose_cfg
 
 COMMON = ["train.checkpoint_every_n_steps=4", "train.threads=1", "train.early_stopping_patience=0"]
 IMDB = ["model=gru", "model.embedding_dropout=0.2", "model.head_dropout=0.3"]  # dropout draws on the RNG
