@@ -31,8 +31,8 @@ class EpochThroughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """`epoch_s` is the whole epoch (validation included); `seq_per_s` counts training batches only."""
         training_s = max(self.last_batch_end - self.start, 1e-9)
-        pl_module.log("train/epoch_s", time.perf_counter() - self.start)
-        pl_module.log("train/seq_per_s", self.sequences * trainer.world_size / training_s)
+        pl_module.log("train/epoch_s", time.perf_counter() - self.start, sync_dist=True)  # ranks: mean
+        pl_module.log("train/seq_per_s", self.sequences * trainer.world_size / training_s, sync_dist=True)
 
 
 class EmbeddingFreeze(L.Callback):

@@ -31,7 +31,7 @@ class RecurrentTaskModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Log the total gradient 2-norm (Lightning calls this before clipping), averaged per epoch."""
         norm = grad_norm(self, norm_type=2)["grad_2.0_norm_total"]
-        self.log("train/grad_norm", norm, on_step=False, on_epoch=True)
+        self.log("train/grad_norm", norm, on_step=False, on_epoch=True, sync_dist=True)  # equal on every rank
 
     def on_train_epoch_end(self) -> None:
         """Step ReduceLROnPlateau here, before the end-of-epoch checkpoint is saved (checkpoint callbacks run

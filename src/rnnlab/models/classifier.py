@@ -69,7 +69,10 @@ class SequenceClassifier(RecurrentTaskModule):
         loss = self.loss(logits, batch["labels"])
         size = len(batch["labels"])
         metrics.update(self._scores(logits.detach()), self._targets(batch["labels"]))
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
+            sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size)
         return loss
 

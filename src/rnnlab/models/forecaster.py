@@ -52,8 +52,11 @@ class SequenceForecaster(RecurrentTaskModule):
         size = len(batch["targets"])
         mae = getattr(self, f"{stage}_mae")
         mae.update(predicted.detach(), batch["targets"])
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log(f"{stage}/mae_scaled", mae, on_step=False, on_epoch=True, batch_size=size)
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
+            sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
+        )
+        self.log(f"{stage}/mae_scaled", mae, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

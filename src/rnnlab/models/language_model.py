@@ -93,8 +93,13 @@ class CharLanguageModel(RecurrentTaskModule):
         self.carried[stage] = detach_state(state)
         loss = self.loss(logits.flatten(0, 1), targets.flatten())
         chars = targets.numel()
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=chars)
-        self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars)
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=chars,
+            sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
+        )
+        self.log(
+            f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars, sync_dist=True
+        )
         return loss
 
     @staticmethod
