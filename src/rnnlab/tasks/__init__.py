@@ -1,24 +1,15 @@
 """The tasks behind one set of stage scripts. `task.kind` (conf/task/*.yaml) picks a module here; each
-module builds its datamodule and LightningModule, adds its callbacks, evaluates a checkpoint and shapes the
-comparison:
-
-    data_dir(cfg) -> Path                        the stage output a run trains on (fingerprinted in MLflow)
-    datamodule(cfg) -> LightningDataModule
-    build_model(cfg, model_cfg, data) -> Built
-    callbacks(cfg, model_cfg, data, diagnostics_dir) -> list   task-specific Lightning callbacks
-    artifacts(cfg) -> list[Path]                 files logged with every training run (vocabulary, scaler)
-    load_model(checkpoint) -> LightningModule
-    evaluate(cfg, name, model, data, folder) -> Evaluated     writes metrics.json and plots/ into `folder`
-    COMPARE: Comparison                          the compare stage's columns and ranking
-    HAS_TEST: bool                               whether training ends with `trainer.test`
+module implements the `Task` contract below (tests/test_task_contract.py checks every one): it builds its
+datamodule and LightningModule, adds its callbacks, evaluates a checkpoint and shapes the comparison.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 from omegaconf import DictConfig
@@ -59,7 +50,54 @@ class Comparison:
     test_column: str | None = None  # the test score stated beside rank_by when a baseline is compared
 
 
-def task_module(cfg: DictConfig) -> ModuleType:
+class Task(Protocol):
+    """What the stage scripts use of a task module (a module implements it with module-level names; the
+    methods' `self` stands for the module)."""
+
+    HAS_TEST: bool  # whether training ends with `trainer.test` (and the comparison has test columns)
+    COMPARE: Comparison  # the compare stage's columns and ranking
+    COMPARE_HEADER: str  # the first line of compare.md: what the columns mean
+
+    def data_dir(self, cfg: DictConfig) -> Path:
+        """The stage output a run trains on (fingerprinted in MLflow)."""
+
+    def datamodule(self, cfg: DictConfig) -> L.LightningDataModule: ...
+
+    def build_model(self, cfg: DictConfig, model_cfg: dict[str, Any], data: Any) -> Built: ...
+
+    def callbacks(self, cfg: DictConfig, model_cfg: dict[str, Any], data: Any, diagnostics_dir: Path) -> list:
+        """Task-specific Lightning callbacks (diagnostics, samples)."""
+
+    def artifacts(self, cfg: DictConfig) -> list[Path]:
+        """Files logged with every training run (vocabulary, scaler)."""
+
+    def load_model(self, checkpoint: Path) -> L.LightningModule: ...
+
+    def evaluate(self, cfg: DictConfig, name: str, model: Any, data: Any, folder: Path) -> Evaluated:
+        """Score the best checkpoint on the test (or validation) data; write metrics.json and plots/ into
+        `folder`."""
+
+    def compare_plots(self, table: Any, folder: Path) -> None:
+        """The comparison's PNGs from its table (one row per model)."""
+
+
+def contract_gaps(module: ModuleType) -> list[str]:
+    """What `module` lacks of the `Task` contract: missing names, and functions whose parameters differ."""
+    import inspect
+
+    gaps = [f"no {name}" for name in Task.__annotations__ if not hasattr(module, name)]
+    for name, member in vars(Task).items():
+        if not inspect.isfunction(member) or name.startswith("_"):
+            continue
+        wanted = list(inspect.signature(member).parameters)[1:]  # without self
+        if not callable(getattr(module, name, None)):
+            gaps.append(f"no function {name}({', '.join(wanted)})")
+        elif (got := list(inspect.signature(getattr(module, name)).parameters)) != wanted:
+            gaps.append(f"{name}({', '.join(got)}) instead of {name}({', '.join(wanted)})")
+    return gaps
+
+
+def task_module(cfg: DictConfig) -> Task:
     """The module of `cfg.task.kind`."""
     kind = cfg.task.kind
     if kind not in KINDS:

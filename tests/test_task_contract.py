@@ -1,0 +1,27 @@
+"""Every task module implements the `Task` contract the stage scripts rely on (rnnlab.tasks.Task)."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import pytest
+
+from rnnlab.tasks import KINDS, Task, contract_gaps
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_task_implements_the_contract(kind):
+    assert contract_gaps(importlib.import_module(f"rnnlab.tasks.{kind}")) == []
+
+
+def test_a_module_that_breaks_the_contract_is_named():
+    module = importlib.import_module("rnnlab.tasks.forecast")
+    broken = types.ModuleType("broken")
+    vars(broken).update({k: v for k, v in vars(module).items() if k not in ("HAS_TEST", "artifacts")})
+    broken.evaluate = lambda cfg, model, folder: None
+    assert contract_gaps(broken) == [
+        "no HAS_TEST", "no function artifacts(cfg)", "evaluate(cfg, model, folder) instead of "
+        "evaluate(cfg, name, model, data, folder)",
+    ]
+    assert set(Task.__annotations__) == {"HAS_TEST", "COMPARE", "COMPARE_HEADER"}
