@@ -58,6 +58,12 @@ class Task(Protocol):
     COMPARE: Comparison  # the compare stage's columns and ranking
     COMPARE_HEADER: str  # the first line of compare.md: what the columns mean
 
+    def download(self, cfg: DictConfig) -> dict[str, Any]:
+        """Fetch and verify the data set into `paths.raw_dir`; the summary line's facts."""
+
+    def prepare(self, cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split, tokenize, build the vocabulary or scaler into `paths.prepared_dir`: (statistics, facts)."""
+
     def data_dir(self, cfg: DictConfig) -> Path:
         """The stage output a run trains on (fingerprinted in MLflow)."""
 
