@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,13 @@ def project_copy(project_root: Path, work: Path, **env_extra: str) -> dict:
 def commit(work: Path, env: dict, message: str) -> None:
     run(["git", *GIT_USER, "add", "-A"], work, env)
     run(["git", *GIT_USER, "commit", "-qm", message], work, env)
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a process started with `start_new_session=True` and its children: SIGTERM, then SIGKILL."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

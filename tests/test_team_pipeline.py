@@ -6,9 +6,7 @@ One pipeline run for the whole module."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from dvc_repo import commit, project_copy, run
+from dvc_repo import commit, project_copy, run, stop_group
 from postgres import free_port
 from rnnlab.data.download import sha256_file
 from team import (
@@ -169,12 +167,7 @@ def test_mlflow_models_serve_pulls_the_champion_from_the_server(team_server, pip
             time.sleep(0.5)
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": REVIEWS}, timeout=60)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, timeout=30)
     assert answer.status_code == 200, answer.text
     served = [(row["label"], f"{row['probability']:.4f}") for row in answer.json()["predictions"]]
     done = rnnlab("predict", "--model", model, *REVIEWS, env=reader, cwd=tmp_path)
