@@ -1,6 +1,6 @@
 """DVC stage `register`: log the best model of `compare.models` (by `val_acc_best`, rnnlab.ranking's rule) as
 an MLflow pyfunc on raw text, register it as `<task>-sentiment` (or `registry.model_name`) and point the alias
-`champion` at the new version, with a description and tags (cell, data digest, val accuracy).
+`champion` at the new version, with a description and tags (model, cell, data digest, val accuracy).
 
     python pipelines/register.py
     rnnlab serve --model models:/imdb-sentiment@champion   # then serve it (README: serve)
@@ -43,9 +43,11 @@ def best_report(folder: Path, models: Iterable[str] | None = None, key: str = "v
 
 
 def describe_version(client: MlflowClient, name: str, version: int, best: dict) -> None:
-    """The version's description and tags: cell, data digest, validation accuracy, the training run."""
+    """The version's description and tags: model (e.g. bilstm), cell (its recurrent unit, e.g. lstm), data
+    digest, validation accuracy, the training run."""
     run = client.get_run(best["run_id"])
     tags = {
+        "model": best["model"],
         "cell": run.data.tags.get("cell", best["model"]),
         "data_digest": run.data.tags.get("data_hash", "unknown"),
         "val_acc": f"{best['val_acc_best']:.4f}",

@@ -162,6 +162,7 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
     registered = json.loads((work / "reports/imdb/register.json").read_text())
     version = client.get_model_version("imdb-sentiment", str(registered["version"]))
     assert version.tags["cell"] == by_cell[registered["model"]].data.tags["cell"]
+    assert version.tags["model"] == registered["model"]  # the model; bilstm is an lstm cell
     assert version.tags["data_digest"] == by_cell[registered["model"]].data.tags["data_hash"]
     assert float(version.tags["val_acc"]) == pytest.approx(registered["val_acc_best"], abs=1e-4)
     assert registered["model"] in version.description
