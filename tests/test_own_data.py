@@ -47,6 +47,7 @@ def test_data_add_checks_the_table_and_writes_a_config(reviews):
     written = yaml.safe_load((work / "conf/data/reviews.yaml").read_text())
     assert written["defaults"] == ["table", "_self_"] and written["positive_label"] == "pos"
     assert written["source"]["text_column"] == "review" and len(written["source"]["sha256"]) == 64
+    assert written["source"]["uri"] == "reviews.csv"  # inside the project: relative to its root
     assert "- data: reviews" in (work / "conf/config.yaml").read_text()
     for args, message in (
         (["data", "add", "x", "--path", "reviews.csv", "--text-column", "body"], "has no column 'body'"),

@@ -68,7 +68,8 @@ def add_table(
     if positive_label is not None and positive_label not in labels:
         known = ", ".join(labels)
         raise ConfigError(f"--positive-label {positive_label!r} is not a label of the table: {known}")
-    source.update(uri=spec.uri, sha256=sha256_file(spec.uri), test_uri=spec.test_uri)
+    source.update(uri=_shown(spec.uri, root), sha256=sha256_file(spec.uri), test_uri=spec.test_uri and
+                  _shown(spec.test_uri, root))
     config = {"defaults": ["table", "_self_"], "name": name, "source": source}
     config["positive_label"] = positive_label
     counts = {label: sum(split[label] for split in info["label_counts"].values()) for label in labels}
@@ -80,6 +81,13 @@ def add_table(
     with atomic_file(target, encoding="utf-8") as handle:
         handle.write(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return target, {"rows": info["reviews"], "classes": counts, "dropped": info["dropped_rows"]}
+
+
+def _shown(path: str, root: Path) -> str:
+    """A table inside the project relative to its root (the stages run there), so that a clone finds it;
+    one outside as an absolute path."""
+    resolved, root = Path(path).resolve(), root.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
 
 def selected(root: Path) -> str:
