@@ -1,5 +1,5 @@
 """One rule for "the best model" (rnnlab.ranking) wherever a best model is chosen, ties included; the epoch
-clock of the training logger; the params a training run logs."""
+clock of the training logger; the params and datasets a training run logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
 from rnnlab import ranking
@@ -17,6 +18,7 @@ from rnnlab.io import write_json
 from rnnlab.run_logger import run_params
 from rnnlab.tasks import Comparison
 from rnnlab.tasks.classification import COMPARE
+from rnnlab.tracking.datasets import log_datasets
 
 TIED = {"rnn": 0.80, "lstm": 0.82, "gru": 0.82, "bilstm": 0.75}  # lstm and gru tie: gru sorts first
 
@@ -91,3 +93,28 @@ def test_run_params_hold_the_trained_cell_only():
     assert params["model"] == {"name": "gru", "cell": "gru", "hidden_size": 24}
     assert not {"models", "compare", "registry"} & set(params)
     assert params["data"]["source"]["uri"] == "/mirror/a.tar.gz" and params["model_key"] == "gru"
+
+
+class RacingClient:
+    """An MlflowClient stand-in whose first `log_inputs` calls fail as a store does when another run inserted
+    the same dataset at the same moment."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message, self.logged = failures, message, []
+
+    def log_inputs(self, run_id: str, datasets: list) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise MlflowException(self.message)
+        self.logged.append((run_id, [d.dataset.name for d in datasets]))
+
+
+def test_datasets_logged_at_once_by_two_runs_do_not_fail_the_second():
+    duplicate = 'BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates "dataset_pk"'
+    client = RacingClient(failures=2, message=duplicate)
+    log_datasets(client, "r1", "imdb", "abc", "/data/x.tar.gz", {"train": {"rows": 2}, "test": {"rows": 1}})
+    assert client.logged == [("r1", ["imdb-train", "imdb-test"])]
+    other = RacingClient(failures=1, message="RESOURCE_DOES_NOT_EXIST: no run r1")
+    with pytest.raises(MlflowException, match="no run r1"):  # any other error is not retried
+        log_datasets(other, "r1", "imdb", "abc", None, {"train": {"rows": 2}})
+    assert other.logged == []

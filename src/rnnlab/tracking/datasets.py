@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import resolve_path
 
 CONTEXT_TAG = "mlflow.data.context"  # the tag MLflow's UI shows as the dataset's role (train, val, test)
+# What a tracking store says when two runs insert the same dataset (experiment, name, digest) at once:
+# PostgreSQL, SQLite, MySQL.
+DUPLICATE_DATASET = ("UniqueViolation", "UNIQUE constraint failed", "Duplicate entry")
+ATTEMPTS = 5
 
 
 def source_read(cfg: DictConfig) -> str | None:
@@ -67,4 +73,13 @@ def log_datasets(
             profile=json.dumps(profile),
         )
         inputs.append(DatasetInput(dataset, tags=[InputTag(CONTEXT_TAG, split)]))
-    client.log_inputs(run_id, datasets=inputs)
+    # The store looks a dataset up, then inserts it: two runs of one experiment starting at once (a sweep's
+    # parallel jobs) can both miss it, and the second insert fails. Logging again finds the first's row.
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as error:
+            if attempt == ATTEMPTS or not any(marker in str(error) for marker in DUPLICATE_DATASET):
+                raise
+            time.sleep(0.2 * attempt)
