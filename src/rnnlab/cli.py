@@ -89,17 +89,18 @@ def _pipeline_paths(root: Path, params: Path, hint: str) -> DictConfig:
     return OmegaConf.load(params).paths
 
 
-def _register_report(root: Path) -> Path:
+def _champion_report(root: Path) -> Path:
+    """The selected data set's register.json (params.yaml's reports_dir), which must exist."""
     paths = _pipeline_paths(root, root / "params.yaml", "pass --model")
-    return resolve_path(paths.reports_dir, root) / "register.json"
-
-
-def _champion_uri(root: Path) -> str:
-    report = _register_report(root)
+    report = resolve_path(paths.reports_dir, root) / "register.json"
     if not report.is_file():
         raise RnnlabError(f"no champion model yet ({report} is missing): run `dvc repro`, "
                           "or pass --model models:/<name>@<alias> or runs:/<run_id>/model")
-    return read_json(report)["model_uri"]
+    return report
+
+
+def _champion_uri(root: Path) -> str:
+    return read_json(_champion_report(root))["model_uri"]
 
 
 @report_errors
@@ -145,12 +146,7 @@ def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
 def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimentModel:
     """The champion's local export by default, else the ONNX model inside a logged pyfunc; never torch."""
     root = project_root()
-    report = _register_report(root) if model_uri is None else None
-    if report is not None and not report.is_file():
-        raise RnnlabError(
-            f"no champion model yet ({report} is missing): run `dvc repro`, "
-            "or pass --model models:/<name>@<alias> or runs:/<run_id>/model"
-        )
+    report = _champion_report(root) if model_uri is None else None
     if model_uri is not None and not model_uri.startswith(("models:/", "runs:/")):
         raise RnnlabError(
             f"unknown model URI {model_uri!r}: use models:/<name>@<alias>, models:/<name>/<version> "
