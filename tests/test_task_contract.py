@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import types
+from pathlib import Path
 
 import pytest
 
@@ -24,4 +25,12 @@ def test_a_module_that_breaks_the_contract_is_named():
         "no HAS_TEST", "no function artifacts(cfg)", "evaluate(cfg, model, folder) instead of "
         "evaluate(cfg, name, model, data, folder)",
     ]
-    assert set(Task.__annotations__) == {"HAS_TEST", "COMPARE", "COMPARE_HEADER"}
+    assert set(Task.__annotations__) == {
+        "HAS_TEST", "COMPARE", "COMPARE_HEADER", "MONITORS", "SOURCE_KINDS", "RULES"
+    }
+
+
+def test_the_tasks_are_the_packages_of_rnnlab_tasks():
+    folder = Path(importlib.import_module("rnnlab.tasks").__file__).parent
+    assert set(KINDS) == {path.parent.name for path in folder.glob("*/__init__.py")}
+    assert {"classification", "forecast", "charlm"} <= set(KINDS)

@@ -27,7 +27,7 @@ from rnnlab.validation import RULES, leaves, rule_key, rules_for, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {
-    "imdb": [], "forecast": ["task=forecast"], "charlm": ["task=charlm"],
+    **{path.stem: [] if path.stem == "imdb" else [f"task={path.stem}"] for path in (ROOT / "conf" / "task").glob("*.yaml")},
     "table": ["data=table", "data.name=reviews"],
 }
 GROUPS = [

@@ -1,11 +1,11 @@
 """Every configuration value checked before a stage starts work.
 
 `RULES` gives each key of conf/ its type and range or allowed values (a `model.<key>` rule also covers each
-`models.<name>.<key>`), `TASK_RULES` what depends on `task.kind`, and `_relations` the values allowed alone
-but not together. `validate(cfg)` applies them to a composed config and raises one ConfigError that names
-the key as the user wrote it and what it allows, e.g. `trainer.max_epochs=-3 is not allowed; allowed: an
-integer >= 1`. Allowed values defined by the code that uses them (cells, schedulers, task kinds, Lightning's
-precisions, ...) are imported from there, not repeated here.
+`models.<name>.<key>`), each task its own keys, metrics and sources (rnnlab.tasks.Task), and `_relations`
+the values allowed alone but not together. `validate(cfg)` applies them to a composed config and raises one
+ConfigError that names the key as the user wrote it and what it allows, e.g. `trainer.max_epochs=-3 is not
+allowed; allowed: an integer >= 1`. Allowed values defined by the code that uses them (cells, schedulers,
+task kinds, Lightning's precisions, ...) are imported from there, not repeated here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab.config import model_config
-from rnnlab.data import corpus, series, sources
+from rnnlab.data import series, sources
 from rnnlab.data.catalog import NAME_ALLOWED, NAME_PATTERN
 from rnnlab.data.encode import SIDES
 from rnnlab.data.tokenize import CONTRACTION_MODES, LEVELS
@@ -29,13 +29,12 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.diagnostics.callbacks import LAST
 from rnnlab.diagnostics.clipping import CLIP_ALGORITHMS
 from rnnlab.errors import ConfigError
-from rnnlab.evaluation import check_bucket_edges
 from rnnlab.models.base import MODES, SCHEDULERS
 from rnnlab.models.cells import CELLS
 from rnnlab.models.encoder import INITS
 from rnnlab.models.pooling import POOLINGS
 from rnnlab.rules import Rule, choice, either, integer, is_int, items, nullable, number, passes, refused, text
-from rnnlab.tasks import KINDS
+from rnnlab.tasks import KINDS, task_of
 
 COUNT, NON_NEGATIVE, BOOLEAN = integer(1), integer(0), choice((True, False), bad="maybe")
 SEED = integer(0, 2**32 - 1)  # what numpy, scikit-learn and Lightning's seed_everything accept
@@ -157,43 +156,19 @@ RULES: dict[str, Rule] = {
     "task.name": text(),
     "task.kind": choice(KINDS),
     "task.mode": choice(MODES),
-    "baseline.ngram_max": COUNT,
-    "baseline.min_df": COUNT,
-    "baseline.C": items(POSITIVE),
-    "baseline.max_iter": COUNT,
-    "task.samples.prompt": text(),
-    "task.samples.length": COUNT,
-    "task.samples.temperatures": items(POSITIVE),
-    "eval.length_buckets": nullable(
-        passes(
-            check_bucket_edges,
-            "a non-empty list of positive, strictly increasing token counts",
-            ([200, 100], [0]),
-        ),
-        "the quartiles of the training texts' lengths",
-    ),
-    "eval.plot_windows": COUNT,
-    "eval.temperatures": items(POSITIVE),
-    "eval.sample_length": COUNT,
-    "eval.prompt": text(),
 }
 
-# The validation metrics each task's LightningModule logs (rnnlab.models.*), and the mode each needs.
-MONITORS = {
-    "classification": {"val/acc": "max", "val/f1": "max", "val/auroc": "max", "val/loss": "min"},
-    "forecast": {"val/loss": "min", "val/mae_scaled": "min"},
-    "charlm": {"val/loss": "min", "val/bpc": "min"},
-}
-SOURCE_KINDS = {"classification": sources.KINDS, "forecast": series.SOURCE_KINDS, "charlm": (corpus.KIND,)}
-TASK_RULES = {
-    kind: {"task.monitor": choice(tuple(MONITORS[kind])), "data.source.kind": choice(SOURCE_KINDS[kind])}
-    for kind in KINDS
-}
 
 
 def rules_for(kind: str) -> dict[str, Rule]:
-    """Every rule that applies to a config of task kind `kind`."""
-    return {**RULES, **TASK_RULES[kind]}
+    """Every rule that applies to a config of task kind `kind`: the shared ones and the task's own."""
+    task = task_of(kind)
+    return {
+        **RULES,
+        "task.monitor": choice(tuple(task.MONITORS)),
+        "data.source.kind": choice(task.SOURCE_KINDS),
+        **task.RULES,
+    }
 
 
 def rule_key(key: str) -> str:
@@ -232,8 +207,9 @@ def _relations(cfg: dict) -> Iterator[str]:
     for name, settings in _models(cfg).items():
         if settings.get("name") != name:
             yield refused(f"models.{name}.name", settings.get("name"), f"{name!r} (its key under models)")
-    if "monitor" in task and MONITORS[kind][task["monitor"]] != task.get("mode"):
-        needed = MONITORS[kind][task["monitor"]]
+    monitors = task_of(kind).MONITORS
+    if "monitor" in task and monitors[task["monitor"]] != task.get("mode"):
+        needed = monitors[task["monitor"]]
         yield refused("task.mode", task.get("mode"), f"{needed} (task.monitor={task['monitor']!r})")
     flow = (cfg.get("diagnostics") or {}).get("gradient_flow") or {}
     if "distance" in flow and "steps" in flow and flow["distance"] >= flow["steps"]:
@@ -250,9 +226,7 @@ def _relations(cfg: dict) -> Iterator[str]:
     devices = trainer.get("devices", "auto")
     if trainer.get("accelerator") == "cpu" and not (devices == "auto" or (is_int(devices) and devices >= 1)):
         yield refused("trainer.devices", devices, "auto or an integer >= 1 (trainer.accelerator=cpu)")
-    key, trained = _trained(cfg)
-    if kind == "charlm" and trained.get("bidirectional"):
-        yield refused(f"{key}.bidirectional", True, "false (a language model generates left to right)")
+    yield from task_of(kind).relations(cfg, *_trained(cfg))
 
 
 def _data_relations(data: dict) -> Iterator[str]:

@@ -1,11 +1,15 @@
-"""The tasks behind one set of stage scripts. `task.kind` (conf/task/*.yaml) picks a module here; each
-module implements the `Task` contract below (tests/test_task_contract.py checks every one): it builds its
-datamodule and LightningModule, adds its callbacks, evaluates a checkpoint and shapes the comparison.
+"""The tasks behind one set of stage scripts. `task.kind` (conf/task/*.yaml) picks a package here; each
+implements the `Task` contract below (tests/test_task_contract.py checks every one): it names its config rules
+and validation metrics, fetches and prepares its data, builds its datamodule and LightningModule, adds its
+callbacks, evaluates a checkpoint and shapes the comparison. A new task is a new package: nothing here or in
+the stage scripts lists the tasks.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -16,8 +20,9 @@ from omegaconf import DictConfig
 
 from rnnlab.config import section
 from rnnlab.errors import ConfigError
+from rnnlab.rules import Rule
 
-KINDS = ("classification", "forecast", "charlm")
+KINDS = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__) if info.ispkg))
 
 
 @dataclass
@@ -57,6 +62,13 @@ class Task(Protocol):
     HAS_TEST: bool  # whether training ends with `trainer.test` (and the comparison has test columns)
     COMPARE: Comparison  # the compare stage's columns and ranking
     COMPARE_HEADER: str  # the first line of compare.md: what the columns mean
+    MONITORS: dict[str, str]  # the validation metrics its LightningModule logs -> the task.mode each needs
+    SOURCE_KINDS: tuple[str, ...]  # the data.source.kind values it reads
+    RULES: dict[str, Rule]  # rules for the config keys only this task has (rnnlab.validation applies them)
+
+    def relations(self, cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterable[str]:
+        """Messages (rnnlab.rules.refused) for values of the resolved config `cfg` allowed alone but not
+        together; `trained` is the cell the stage works on, found at `key` (`models.<name>` or `model`)."""
 
     def download(self, cfg: DictConfig) -> dict[str, Any]:
         """Fetch and verify the data set into `paths.raw_dir`; the summary line's facts."""
@@ -104,8 +116,12 @@ def contract_gaps(module: ModuleType) -> list[str]:
 
 
 def task_module(cfg: DictConfig) -> Task:
-    """The module of `cfg.task.kind`."""
-    kind = cfg.task.kind
+    """The package of `cfg.task.kind`."""
+    return task_of(cfg.task.kind)
+
+
+def task_of(kind: str) -> Task:
+    """The package of task kind `kind`."""
     if kind not in KINDS:
         raise ConfigError(f"task.kind={kind!r} is not allowed; choose one of: {', '.join(KINDS)}")
     return importlib.import_module(f"rnnlab.tasks.{kind}")

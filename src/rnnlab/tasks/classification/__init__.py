@@ -4,6 +4,7 @@ by review length."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rnnlab.comparison import BASELINE, length_buckets
 from rnnlab.config import resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.encode import token_length_stats
+from rnnlab.data.sources import KINDS as SOURCES
 from rnnlab.data.sources import acquire
 from rnnlab.data.splits import stratified_split
 from rnnlab.data.store import EncodedSplit, read_split_table, token_id_table, write_split_table
@@ -28,6 +30,7 @@ from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.models.build import build_classifier
 from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.rules import integer, items, nullable, number, passes
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 
 HAS_TEST = True
@@ -49,6 +52,26 @@ COMPARE = Comparison(
     test_column="test_acc",
 )
 COMPARE_HEADER = "Accuracy, F1 and AUROC in %; `acc_len` columns: test accuracy by review length in tokens."
+MONITORS = {"val/acc": "max", "val/f1": "max", "val/auroc": "max", "val/loss": "min"}
+SOURCE_KINDS = SOURCES
+RULES = {
+    "baseline.ngram_max": integer(1),
+    "baseline.min_df": integer(1),
+    "baseline.C": items(number(0, open_low=True)),
+    "baseline.max_iter": integer(1),
+    "eval.length_buckets": nullable(
+        passes(
+            evaluation.check_bucket_edges,
+            "a non-empty list of positive, strictly increasing token counts",
+            ([200, 100], [0]),
+        ),
+        "the quartiles of the training texts' lengths",
+    ),
+}
+
+
+def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterator[str]:
+    return iter(())
 
 
 def download(cfg: DictConfig) -> dict[str, Any]:

@@ -4,6 +4,7 @@ seasonal-naive baselines on the same test windows, and a forecast-vs-actual plot
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 
 from rnnlab import plots
 from rnnlab.config import resolve_path, section
+from rnnlab.data.series import SOURCE_KINDS as SERIES_SOURCES
 from rnnlab.data.series import load_raw_series, prepare_series
 from rnnlab.data.windows import ForecastDataModule
 from rnnlab.errors import LayoutError
@@ -21,6 +23,7 @@ from rnnlab.forecasting import BASELINES, baseline_report, forecast_metrics, for
 from rnnlab.io import atomic_dir, write_json
 from rnnlab.models.build import encoder_args
 from rnnlab.models.forecaster import SequenceForecaster
+from rnnlab.rules import integer
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 
 HAS_TEST = True
@@ -44,6 +47,13 @@ COMPARE_HEADER = (
     "Test MAE, RMSE (series units) and MAPE (%) over every test window; the naive (last value) and "
     "seasonal-naive baselines are scored on the same windows. val_loss: MSE of the scaled target."
 )
+MONITORS = {"val/loss": "min", "val/mae_scaled": "min"}
+SOURCE_KINDS = SERIES_SOURCES
+RULES = {"eval.plot_windows": integer(1)}
+
+
+def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterator[str]:
+    return iter(())
 
 
 def download(cfg: DictConfig) -> dict[str, Any]:

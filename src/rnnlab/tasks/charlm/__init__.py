@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ from rnnlab import plots
 from rnnlab.callbacks import TextSamples
 from rnnlab.config import resolve_path, section
 from rnnlab.data.bptt import CharLMDataModule
-from rnnlab.data.corpus import VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
+from rnnlab.data.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.models.build import encoder_args
 from rnnlab.models.encoder import detach_state
 from rnnlab.models.language_model import CharLanguageModel
+from rnnlab.rules import integer, items, number, refused, text
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 
 HAS_TEST = False  # the protocol: a contiguous 90/10 split, scored on validation
@@ -43,6 +45,22 @@ COMPARE_HEADER = (
     "Validation loss over the whole validation text (state carried across chunks), in nats and bits per "
     f"character. Reference: a small character transformer (nanoGPT) reaches {REFERENCE_NATS} nats."
 )
+MONITORS = {"val/loss": "min", "val/bpc": "min"}
+SOURCE_KINDS = (KIND,)
+RULES = {
+    "task.samples.prompt": text(),
+    "task.samples.length": integer(1),
+    "task.samples.temperatures": items(number(0, open_low=True)),
+    "eval.temperatures": items(number(0, open_low=True)),
+    "eval.sample_length": integer(1),
+    "eval.prompt": text(),
+}
+
+
+def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterator[str]:
+    if trained.get("bidirectional"):
+        yield refused(f"{key}.bidirectional", True, "false (a language model generates left to right)")
+
 
 
 def download(cfg: DictConfig) -> dict[str, Any]:
