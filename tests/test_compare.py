@@ -59,7 +59,7 @@ def test_table_has_one_row_per_model_with_sources_joined(reports_dir):
     assert list(table.index) == ["rnn", "lstm"]
     assert table.at["lstm", "params"] == 4_000 and table.at["lstm", "test_acc"] == 0.88
     assert table.at["rnn", "val_acc"] == pytest.approx(0.81) and table.at["rnn", "run_id"] == "id-rnn"
-    buckets = length_buckets(table)
+    buckets = length_buckets(table, COMPARE)
     assert list(buckets.columns) == list(BUCKETS)
     assert buckets.at["rnn", ">200"] == 0.6 and math.isnan(buckets.at["lstm", ">200"])
 
@@ -87,7 +87,7 @@ def test_missing_report_names_the_file_and_the_stage(reports_dir):
 def test_comparison_plots_are_png_files(reports_dir, tmp_path):
     table = comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE)
     plots.accuracy_vs_params(table, tmp_path / "params.png")
-    plots.accuracy_by_length(length_buckets(table), tmp_path / "length.png")
+    plots.accuracy_by_length(length_buckets(table, COMPARE), tmp_path / "length.png")
     for name in ("params.png", "length.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -117,7 +117,7 @@ def test_baseline_is_a_row_on_the_same_buckets_and_never_the_winner(reports_dir)
     assert row["val_acc"] == train["val_acc_best"] > table.at["lstm", "val_acc"]  # the best score...
     assert best_model(table, COMPARE) == "lstm"  # ...but the winner is a recurrent model
     assert row["test_acc"] == metrics["acc"] and math.isnan(row["epochs"])
-    buckets = length_buckets(table)
+    buckets = length_buckets(table, COMPARE)
     assert list(buckets.columns) == list(BUCKETS)
     assert buckets.at[BASELINE, "<=100"] == metrics["length_buckets"]["<=100"]["acc"] == 1.0
     (line,) = [line for line in to_markdown(table, COMPARE).splitlines() if " tfidf_lr (baseline) |" in line]

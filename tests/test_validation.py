@@ -27,7 +27,10 @@ from rnnlab.validation import RULES, leaves, rule_key, rules_for, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {
-    **{path.stem: [] if path.stem == "imdb" else [f"task={path.stem}"] for path in (ROOT / "conf" / "task").glob("*.yaml")},
+    **{
+        path.stem: [] if path.stem == "imdb" else [f"task={path.stem}"]
+        for path in (ROOT / "conf" / "task").glob("*.yaml")
+    },
     "table": ["data=table", "data.name=reviews"],
 }
 GROUPS = [

@@ -1,9 +1,10 @@
 """One table across the trained models: size, cost and quality side by side (the `compare` stage).
 
-The columns come from the task (`rnnlab.tasks.<kind>.COMPARE`); classification also gets test accuracy per
-review-length bucket, and a row for the classical baseline (`BASELINE`, the `baseline` stage) when the config
-has a `baseline` section. The baseline is compared, never crowned: the winner (`best_model`, the model
-`register` serves) is a recurrent model, and `baseline_verdict` says plainly whether the baseline beats it.
+The columns come from the task (`rnnlab.tasks.<kind>.COMPARE`), with a test score per source-length bucket
+when the task names one (`Comparison.by_length`: accuracy for classification, BLEU for translation), and a
+row for the classical baseline (`BASELINE`, the `baseline` stage) when the config has a `baseline` section.
+The baseline is compared, never crowned: the winner (`best_model`, the model `register` serves) is a recurrent
+model, and `baseline_verdict` says plainly whether the baseline beats it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import read_json
 from rnnlab.tasks import Comparison
 
-BUCKET_PREFIX = "acc_len "
 BASELINE = "tfidf_lr"  # the classical baseline's row (rnnlab.baseline; DVC stage `baseline`, classification)
 BASELINE_NOTE = (  # compare.md's word on that row
     f"{BASELINE} (baseline): TF-IDF word n-grams + logistic regression on the same split, scored on the same "
@@ -57,15 +57,15 @@ def _read(model: str, paths: dict[str, Path], stage: str) -> dict[str, dict]:
 
 
 def comparison_table(reports: dict[str, dict[str, dict]], spec: Comparison) -> pd.DataFrame:
-    """One row per model: the task's columns, then test accuracy per review-length bucket when the
-    evaluation has them (`acc_len <=100`, ...)."""
+    """One row per model: the task's columns, then its test score per length bucket when the evaluation has
+    them (`acc_len <=100`, ...)."""
     _check_same_buckets(reports)
     rows = []
     for model, report in reports.items():
         row = {"model": model, "run_id": report["train"].get("run_id")}
         row.update({column: report[source].get(key) for column, (source, key) in spec.columns.items()})
-        for bucket, facts in report["eval"].get("length_buckets", {}).items():
-            row[f"{BUCKET_PREFIX}{bucket}"] = facts["acc"]
+        for bucket, facts in report["eval"].get("length_buckets", {}).items() if spec.by_length else ():
+            row[bucket_column(spec, bucket)] = facts[spec.by_length]
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
@@ -85,10 +85,16 @@ def _check_same_buckets(reports: dict[str, dict[str, dict]]) -> None:
         )
 
 
-def length_buckets(table: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per length bucket (columns) for each model (rows), buckets in table order."""
-    columns = [c for c in table.columns if c.startswith(BUCKET_PREFIX)]
-    return table[columns].rename(columns=lambda c: c[len(BUCKET_PREFIX) :])
+def bucket_column(spec: Comparison, bucket: str) -> str:
+    """The table column of one length bucket's score, e.g. `acc_len <=100`."""
+    return f"{spec.by_length}_len {bucket}"
+
+
+def length_buckets(table: pd.DataFrame, spec: Comparison) -> pd.DataFrame:
+    """The score per length bucket (columns) for each model (rows), buckets in table order."""
+    prefix = bucket_column(spec, "")
+    columns = [c for c in table.columns if spec.by_length and c.startswith(prefix)]
+    return table[columns].rename(columns=lambda c: c[len(prefix) :])
 
 
 def best_model(table: pd.DataFrame, spec: Comparison) -> str:
@@ -168,7 +174,8 @@ def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:
 def _figure(spec: Comparison, column: str, value: object) -> str:
     if pd.isna(value):
         return "–"
-    if column in spec.percent or column.startswith(BUCKET_PREFIX):
+    in_bucket = spec.by_length is not None and column.startswith(bucket_column(spec, ""))
+    if column in spec.percent or (in_bucket and spec.test_column in spec.percent):  # shown as the test score
         return f"{100 * value:.2f}"
     if column == "params":
         return f"{int(value):,}"

@@ -53,6 +53,7 @@ class Comparison:
     higher_is_better: bool
     percent: tuple[str, ...] = ()  # columns shown as percentages in compare.md
     test_column: str | None = None  # the test score stated beside rank_by when a baseline is compared
+    by_length: str | None = None  # the test score each evaluation reports per length bucket (a column each)
 
 
 class Task(Protocol):

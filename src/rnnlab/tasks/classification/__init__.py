@@ -50,6 +50,7 @@ COMPARE = Comparison(
     higher_is_better=True,
     percent=("val_acc", "test_acc", "test_f1", "test_auroc"),
     test_column="test_acc",
+    by_length="acc",
 )
 COMPARE_HEADER = "Accuracy, F1 and AUROC in %; `acc_len` columns: test accuracy by review length in tokens."
 MONITORS = {"val/acc": "max", "val/f1": "max", "val/auroc": "max", "val/loss": "min"}
@@ -293,4 +294,4 @@ def compare_plots(table: Any, folder: Path) -> None:
     weights = {BASELINE: f"{BASELINE} (baseline): logistic-regression weights"} if has else {}
     plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png", weights)
     named = {BASELINE: f"{BASELINE} (baseline)"} if has else {}
-    plots.accuracy_by_length(length_buckets(table), folder / "accuracy_by_length.png", named)
+    plots.accuracy_by_length(length_buckets(table, COMPARE), folder / "accuracy_by_length.png", named)
