@@ -87,7 +87,7 @@ def test_missing_report_names_the_file_and_the_stage(reports_dir):
 def test_comparison_plots_are_png_files(reports_dir, tmp_path):
     table = comparison_table(read_reports(["rnn", "lstm"], reports_dir), COMPARE)
     plots.accuracy_vs_params(table, tmp_path / "params.png")
-    plots.accuracy_by_length(length_buckets(table, COMPARE), tmp_path / "length.png")
+    plots.score_by_length(length_buckets(table, COMPARE), tmp_path / "length.png")
     for name in ("params.png", "length.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -15,15 +15,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from rnnlab.buckets import assign_buckets, bucket_names, check_bucket_edges, metric_key
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import (
     MAX_CURVE_POINTS,
     Predictions,
-    assign_buckets,
-    bucket_names,
-    check_bucket_edges,
     evaluate,
-    metric_key,
     metrics_report,
     mlflow_metrics,
     plot_tables,

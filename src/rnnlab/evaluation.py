@@ -19,9 +19,9 @@ import torchmetrics.functional.classification as tmf
 from torch import nn
 from tqdm import tqdm
 
+from rnnlab.buckets import DEFAULT_LENGTH_BUCKETS, assign_buckets, bucket_names, metric_key
 from rnnlab.errors import ConfigError
 
-DEFAULT_LENGTH_BUCKETS = (100, 200, 400)  # token counts before truncation: <=100, 101-200, 201-400, >400
 LENGTH_QUANTILES = (0.25, 0.5, 0.75)  # eval.length_buckets: null cuts the test set at the train quartiles
 MAX_CURVE_POINTS = 300  # ROC and precision-recall points kept for the plot files
 
@@ -74,18 +74,6 @@ def predict(
     return Predictions(torch.cat(probs), torch.cat(labels), torch.cat(counts))
 
 
-def check_bucket_edges(edges: Any) -> list[int]:
-    """`edges` (`eval.length_buckets`) as a list of ints; they must be positive and strictly increasing."""
-    values = list(edges) if isinstance(edges, Sequence) and not isinstance(edges, str) else []
-    positive = all(isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in values)
-    if not values or not positive or values != sorted(set(values)):
-        raise ConfigError(
-            f"eval.length_buckets={edges!r} is not allowed; give positive, strictly increasing "
-            f"token counts, e.g. {list(DEFAULT_LENGTH_BUCKETS)}"
-        )
-    return values
-
-
 def quantile_edges(token_counts: np.ndarray, quantiles: Sequence[float] = LENGTH_QUANTILES) -> list[int]:
     """Bucket edges at the `quantiles` of the training texts' token counts (the default of
     `eval.length_buckets`): equal-sized buckets whatever the data's lengths. Repeated or zero edges go."""
@@ -94,23 +82,6 @@ def quantile_edges(token_counts: np.ndarray, quantiles: Sequence[float] = LENGTH
         raise ConfigError("the training split is empty: no length quantiles for eval.length_buckets")
     edges = sorted({int(round(q)) for q in np.quantile(counts, quantiles)} - {0})
     return edges or [max(int(counts.max()), 1)]
-
-
-def bucket_names(edges: Sequence[int]) -> list[str]:
-    """`[100, 200, 400]` -> `["<=100", "101-200", "201-400", ">400"]`."""
-    edges = check_bucket_edges(edges)
-    middle = [f"{low + 1}-{high}" for low, high in zip(edges, edges[1:], strict=False)]
-    return [f"<={edges[0]}", *middle, f">{edges[-1]}"]
-
-
-def assign_buckets(token_counts: torch.Tensor, edges: Sequence[int]) -> torch.Tensor:
-    """Bucket index of each count: `edges[i-1] < count <= edges[i]` goes to bucket i (edges are inclusive)."""
-    return torch.bucketize(token_counts, torch.tensor(check_bucket_edges(edges), dtype=token_counts.dtype))
-
-
-def metric_key(bucket: str) -> str:
-    """A bucket name safe for MLflow metric names: `<=100` -> `le100`, `101-200` -> `101_200`."""
-    return bucket.replace("<=", "le").replace(">", "gt").replace("-", "_")
 
 
 def thin(curve: Sequence[np.ndarray], max_points: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, ...]:

@@ -111,11 +111,17 @@ def accuracy_vs_params(
     save(figure, path)
 
 
-def accuracy_by_length(
-    buckets: pd.DataFrame, path: str | os.PathLike, classical: Mapping[str, str] | None = None
+def score_by_length(
+    buckets: pd.DataFrame,
+    path: str | os.PathLike,
+    classical: Mapping[str, str] | None = None,
+    score: str = "test accuracy",
+    length: str = "review length (tokens before truncation)",
+    top: float | None = 1.0,
 ) -> None:
-    """Grouped bars: test accuracy per review-length bucket (columns), one bar per model (rows); rows named
-    in `classical` get hatched grey bars and their text there as legend label."""
+    """Grouped bars: a test score per length bucket (columns), one bar per model (rows); rows named in
+    `classical` get hatched grey bars and their text there as legend label. `top`: the y axis's upper end
+    (None: from the data)."""
     classical = classical or {}
     figure, ax = new_figure(7.0, 4.0)
     width = 0.8 / max(len(buckets), 1)
@@ -125,9 +131,11 @@ def accuracy_by_length(
         label = classical.get(str(model), str(model))
         ax.bar(positions + i * width, row.to_numpy(dtype=float), width, label=label, **style)
     ax.set_xticks(positions + width * (len(buckets) - 1) / 2, buckets.columns)
-    low = np.nanmin(buckets.to_numpy(dtype=float)) if buckets.size else 0.0
-    ax.set(xlabel="review length (tokens before truncation)", ylabel="test accuracy",
-           title="Accuracy by review length", ylim=(max(0.0, low - 0.05), 1.0))
+    values = buckets.to_numpy(dtype=float)
+    low = np.nanmin(values) if buckets.size else 0.0
+    high = top if top is not None else (np.nanmax(values) * 1.15 if buckets.size else 1.0)
+    ax.set(xlabel=length, ylabel=score, title=f"{score.capitalize()} by {length.split(' (')[0]}",
+           ylim=(max(0.0, low - 0.05 * high), high))
     ax.legend(ncols=len(buckets), loc="upper center", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     save(figure, path)

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import evaluation, plots
+from rnnlab.buckets import check_bucket_edges
 from rnnlab.callbacks import EmbeddingFreeze
 from rnnlab.comparison import BASELINE, length_buckets
 from rnnlab.config import resolve_path, section
@@ -62,7 +63,7 @@ RULES = {
     "baseline.max_iter": integer(1),
     "eval.length_buckets": nullable(
         passes(
-            evaluation.check_bucket_edges,
+            check_bucket_edges,
             "a non-empty list of positive, strictly increasing token counts",
             ([200, 100], [0]),
         ),
@@ -254,7 +255,7 @@ def length_bucket_edges(cfg: DictConfig, train_token_counts: np.ndarray | None =
     encoded data unless given)."""
     configured = OmegaConf.select(cfg, "eval.length_buckets", default=None)
     if configured is not None:
-        return evaluation.check_bucket_edges(configured)
+        return check_bucket_edges(configured)
     if train_token_counts is None:
         train_token_counts = EncodedSplit.load(data_dir(cfg) / "train").token_counts
     return evaluation.quantile_edges(train_token_counts)
@@ -294,4 +295,4 @@ def compare_plots(table: Any, folder: Path) -> None:
     weights = {BASELINE: f"{BASELINE} (baseline): logistic-regression weights"} if has else {}
     plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png", weights)
     named = {BASELINE: f"{BASELINE} (baseline)"} if has else {}
-    plots.accuracy_by_length(length_buckets(table, COMPARE), folder / "accuracy_by_length.png", named)
+    plots.score_by_length(length_buckets(table, COMPARE), folder / "accuracy_by_length.png", named)
