@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from rnnlab.cli_data import add_data_parser
 from rnnlab.cli_server import add_server_parser
+from rnnlab.cli_tasks import add_task_parsers, pipeline_params
 from rnnlab.config import project_root, resolve_path
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_json
 from rnnlab.stage import report_errors
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
 
     from rnnlab.serving import OnnxSentimentModel
 
@@ -80,18 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_paths(root: Path, params: Path, hint: str) -> DictConfig:
-    """The `paths` section of a pipeline's params file (params.yaml: the selected data set's)."""
-    if not params.is_file():
-        raise RnnlabError(f"{params} is missing: run `rnnlab sync-params`, or {hint}")
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(params).paths
-
-
 def _champion_report(root: Path) -> Path:
     """The selected data set's register.json (params.yaml's reports_dir), which must exist."""
-    paths = _pipeline_paths(root, root / "params.yaml", "pass --model")
+    paths = pipeline_params(root / "params.yaml", "rnnlab sync-params", "pass --model").paths
     report = resolve_path(paths.reports_dir, root) / "register.json"
     if not report.is_file():
         raise RnnlabError(f"no champion model yet ({report} is missing): run `dvc repro`, "
@@ -101,46 +92,6 @@ def _champion_report(root: Path) -> Path:
 
 def _champion_uri(root: Path) -> str:
     return read_json(_champion_report(root))["model_uri"]
-
-
-@report_errors
-def _generate(args: argparse.Namespace) -> int:
-    from rnnlab.tasks.charlm import load_model
-
-    checkpoint = _charlm_checkpoint(args.checkpoint, args.model)
-    model = load_model(checkpoint)
-    strategy = "greedy" if args.greedy else "multinomial"
-    print(model.sample(args.prompt, args.length, strategy, args.temperature, args.top_k, args.seed))
-    return 0
-
-
-def _charlm_checkpoint(checkpoint: Path | None, cell: str | None) -> Path:
-    """`--checkpoint`, else the best checkpoint of `--model`, else of the cell the charlm comparison ranks
-    first (rnnlab.ranking on compare.csv; the paths come from pipelines/charlm/params.yaml)."""
-    if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise RnnlabError(f"no checkpoint at {checkpoint}")
-        return checkpoint
-    root = project_root()
-    paths = _pipeline_paths(root, root / "pipelines" / "charlm" / "params.yaml", "pass --checkpoint")
-    if cell is None:
-        table = resolve_path(paths.reports_dir, root) / "compare.csv"
-        if not table.is_file():
-            raise RnnlabError(
-                f"no trained language model yet ({table} is missing): run "
-                "`dvc repro pipelines/charlm/dvc.yaml`, or pass --model CELL or --checkpoint PATH"
-            )
-        import pandas as pd
-
-        from rnnlab.ranking import best
-        from rnnlab.tasks.charlm import COMPARE
-
-        ranked = pd.read_csv(table, index_col="model")[COMPARE.rank_by]
-        cell = best(ranked.to_dict(), COMPARE.higher_is_better, COMPARE.rank_by)
-    path = resolve_path(paths.models_dir, root) / cell / "checkpoints" / "best.ckpt"
-    if not path.is_file():
-        raise RnnlabError(f"no checkpoint for {cell!r} at {path}: run `dvc repro pipelines/charlm/dvc.yaml`")
-    return path
 
 
 def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimentModel:
@@ -245,20 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-bytes", type=int, default=MAX_BYTES,
                        help="request body size in bytes; larger gets HTTP 413 (default: %(default)s)")
     serve.set_defaults(func=_serve)
-    generate = commands.add_parser(
-        "generate",
-        help="generate text with the character language model (task charlm)",
-        description="Print the prompt and the characters the model generates after it.",
-    )
-    generate.add_argument("--prompt", default="ROMEO:", help="text to start from (default: %(default)s)")
-    generate.add_argument("--length", type=int, default=500, help="characters to generate (default: 500)")
-    generate.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    generate.add_argument("--top-k", type=int, help="sample among the k most likely characters only")
-    generate.add_argument("--greedy", action="store_true", help="always take the most likely character")
-    generate.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default: 0)")
-    generate.add_argument("--model", help="cell whose best checkpoint to use (default: the best by val loss)")
-    generate.add_argument("--checkpoint", type=Path, help="a .ckpt file of a charlm run")
-    generate.set_defaults(func=_generate)
+    add_task_parsers(commands)
     add_server_parser(commands)
     add_data_parser(commands)
     return parser
