@@ -25,7 +25,7 @@ class EpochThroughput(L.Callback):
     on_train_start = on_train_epoch_start  # a run resumed mid-epoch starts counting where it resumes
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self.sequences += len(batch["labels" if "labels" in batch else "targets"])  # rows of the batch
+        self.sequences += len(next(iter(batch.values())))  # rows of the batch (a dict of row-aligned tensors)
         self.last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
