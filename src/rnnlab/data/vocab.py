@@ -105,8 +105,10 @@ class Vocabulary:
         return ids, list_offsets(tokens)
 
     def _lookup(self, values: pa.StringArray, out: np.ndarray) -> None:
-        """Write the ids of `values` to `out`: position among the kept tokens + 2 (a miss: -1 + 2 = OOV)."""
-        positions = pc.fill_null(pc.index_in(values, value_set=self._value_set), -1)
+        """Write the ids of `values` to `out`: position among the kept tokens + the number of specials; a miss
+        is filled with the position that lands on OOV (-1 with the two specials here, -3 with four)."""
+        miss = self.OOV - len(self.SPECIALS)
+        positions = pc.fill_null(pc.index_in(values, value_set=self._value_set), miss)
         np.add(positions.to_numpy(), len(self.SPECIALS), out=out)
 
     def oov_rate(self, tokens: TokenLists, threads: int | None = None) -> float:
