@@ -106,3 +106,48 @@ def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_r
     refused = run(["python", "pipelines/train.py", "task=charlm", "model=bilstm", "experiment=smoke_charlm"],
                   work, env, expect_rc=2)
     assert "model.bidirectional=true is not allowed; allowed: false (a language model generates" in refused
+
+
+def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, project_root):
+    mirror = SHARED_DATA / "fra-eng" / "fra-eng.zip"
+    if not mirror.is_file():
+        pytest.skip(f"offline data not found at {mirror}")
+    work = tmp_path / "project"
+    env, out = reproduce(project_root, work, "translate", RNNLAB_FRAENG_SOURCE=str(mirror))
+    models = ("rnn", "lstm", "gru", "bilstm", "gru_noattn")
+    stages = ["download", "prepare", *(f"{s}@{m}" for s in ("train", "evaluate") for m in models), "compare"]
+    for stage in stages:
+        assert f"Running stage 'pipelines/translate/dvc.yaml:{stage}'" in out, stage
+    reports = work / "reports" / "fraeng"
+    prepared = json.loads((reports / "data" / "prepare.json").read_text())
+    runs = task_runs(work, "fraeng")
+    for model in models:
+        trained = json.loads((reports / "train" / f"{model}.json").read_text())
+        folder = reports / "eval" / model
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["signature"]["bleu"].startswith("nrefs:1|case:lc|eff:no|tok:13a")  # lower-cased data
+        assert all(0 <= metrics[key] <= 100 for key in ("bleu", "chrf", "val_bleu", "val_chrf"))
+        assert sum(b["n"] for b in metrics["length_buckets"].values()) == metrics["n"]
+        assert list(metrics["length_buckets"]) == ["<=5", "6-8", "9-12", ">12"]
+        rows = (folder / "translations.tsv").read_text(encoding="utf-8").splitlines()
+        assert rows[0] == "source\treference\ttranslation" and len(rows) == metrics["n"] + 1
+        assert metrics["n"] == prepared["pairs"]["test"]
+        heatmaps = sorted(path.name for path in (folder / "plots").glob("attention_*.png"))
+        assert heatmaps == ([] if model == "gru_noattn" else ["attention_0.png", "attention_1.png"])
+        assert (folder / "plots" / "bleu_by_length.png").read_bytes()[:4] == b"\x89PNG"
+        run_ = runs[trained["run_id"]]
+        assert run_.info.status == "FINISHED" and run_.data.params["task/name"] == "translate"
+        assert run_.data.tags["model"] == model
+        assert run_.data.metrics["test/bleu"] == pytest.approx(metrics["bleu"])  # logged by evaluate@
+        assert run_.data.metrics["val/ppl"] > 1 and "test/loss" in run_.data.metrics
+    compare = (reports / "compare.md").read_text()
+    assert all(f" {model} |" in compare for model in models) and "bleu_len >12" in compare
+    assert {p.name for p in (reports / "compare").glob("*.png")} == {"test_bleu.png", "bleu_by_length.png"}
+    assert "Running stage" not in run(["dvc", "repro", "pipelines/translate/dvc.yaml"], work, env)
+    said = run(["rnnlab", "translate", "The cat sleeps on the chair.", "Go home."], work, env)
+    assert len(said.strip().splitlines()) == 2  # one translation per sentence (the smoke model is poor)
+    refused = run(
+        ["python", "pipelines/train.py", "experiment=smoke_translate", "task.decoder.bidirectional=true"],
+        work, env, expect_rc=2,
+    )
+    assert "task.decoder.bidirectional=true is not allowed; allowed: false (the decoder writes" in refused

@@ -66,6 +66,26 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+@report_errors
+def _translate(args: argparse.Namespace) -> int:
+    from rnnlab.tasks.translate import load_model
+    from rnnlab.tasks.translate.scoring import Decoding
+    from rnnlab.tasks.translate.translator import translate_sentences
+
+    root = project_root()
+    params = pipeline_params(
+        root / "pipelines" / "translate" / "params.yaml", "rnnlab sync-params --task translate", "pass --data"
+    )
+    model = load_model(best_checkpoint("translate", args.checkpoint, args.model))
+    decoding = Decoding(
+        args.beam_size or params.eval.beam_size, params.eval.length_penalty, params.eval.max_len
+    )
+    prepared = args.data or resolve_path(params.paths.prepared_dir, root)
+    for translation in translate_sentences(model, prepared, args.sentences, decoding):
+        print(translation)
+    return 0
+
+
 def add_task_parsers(commands: argparse._SubParsersAction) -> None:
     generate = commands.add_parser(
         "generate",
@@ -81,3 +101,14 @@ def add_task_parsers(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--model", help="cell whose best checkpoint to use (default: the best by val loss)")
     generate.add_argument("--checkpoint", type=Path, help="a .ckpt file of a charlm run")
     generate.set_defaults(func=_generate)
+    translate = commands.add_parser(
+        "translate",
+        help="translate English sentences into French with the best model of the translate pipeline",
+        description="Print one translation per sentence (beam search with the pipeline's eval settings).",
+    )
+    translate.add_argument("sentences", nargs="+", help="sentences to translate")
+    translate.add_argument("--beam-size", type=int, help="beam width (default: eval.beam_size; 1: greedy)")
+    translate.add_argument("--model", help="model whose best checkpoint to use (default: best val BLEU)")
+    translate.add_argument("--checkpoint", type=Path, help="a .ckpt file of a translate run")
+    translate.add_argument("--data", type=Path, help="its prepared data folder (default: the pipeline's)")
+    translate.set_defaults(func=_translate)

@@ -101,6 +101,11 @@ class TranslationDataModule(ResumableDataModule):
     def tgt_vocab_size(self) -> int:
         return len(self.data.tgt_vocab)
 
+    @property
+    def datasets(self) -> dict[str, PairDataset]:
+        """The pairs of each split (what the MLflow datasets of a run profile: rows)."""
+        return {split: PairDataset(self.data.splits[split]) for split in SPLITS}
+
     def texts(self, split: str) -> tuple[list[str], list[str]]:
         """(raw sources, raw references) of the val or test split, indexed by a batch's `index`."""
         return self.data.texts[split]

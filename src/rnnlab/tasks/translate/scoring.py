@@ -1,0 +1,115 @@
+"""Score a translation model on a held-out split: beam-search decoding, sacrebleu's BLEU and chrF of the
+detokenized output against the raw references (with sacrebleu's signature, so the numbers can be compared),
+BLEU by source length, and the attention weights of the first sentences for heat maps.
+
+BLEU is sacrebleu's corpus BLEU with its default 13a tokenization; when the data is lower-cased
+(`data.tokenizer.lowercase`), the references are lower-cased too (sacrebleu's `lowercase=True`), and the
+signature says `case:lc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+from tqdm import tqdm
+
+from rnnlab.buckets import assign_buckets, bucket_names, metric_key
+from rnnlab.tasks.translate.datamodule import TranslationDataModule
+from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
+from rnnlab.tasks.translate.text import detokenize
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How `decode` searches: beam width (1: greedy), GNMT length penalty alpha, longest output in words."""
+
+    beam_size: int = 5
+    length_penalty: float = 0.6
+    max_len: int = 40
+
+
+@dataclass
+class Decoded:
+    """A split's sources and references (raw), hypotheses (detokenized) and source lengths in tokens, and the
+    (source tokens, output tokens, weights) of the first `keep_attention` sentences translated to words."""
+
+    sources: list[str]
+    references: list[str]
+    hypotheses: list[str]
+    source_lengths: np.ndarray
+    attention: list[tuple[list[str], list[str], np.ndarray]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def decode(
+    model: Seq2SeqTranslator,
+    data: TranslationDataModule,
+    split: str,
+    decoding: Decoding,
+    target_language: str,
+    keep_attention: int = 0,
+) -> Decoded:
+    """Translate every pair of `split` ("val" or "test"), detokenized as `target_language`."""
+    loader = data.val_dataloader() if split == "val" else data.test_dataloader()
+    sources, references = data.texts(split)
+    hypotheses: list[str] = [""] * len(sources)
+    lengths = np.zeros(len(sources), dtype=np.int64)
+    attention: list[tuple[list[str], list[str], np.ndarray]] = []
+    for batch in tqdm(loader, desc=f"translating {split}", unit="batch", leave=False):
+        found = model.translate(
+            batch["src"], batch["src_lengths"], decoding.beam_size, decoding.length_penalty, decoding.max_len
+        )
+        for row, length, ids, hypothesis in zip(
+            batch["index"].tolist(), batch["src_lengths"].tolist(), batch["src"].tolist(), found, strict=True
+        ):
+            words = data.tgt_vocab.decode(hypothesis.tokens)
+            hypotheses[row], lengths[row] = detokenize(words, target_language), length
+            if len(attention) < keep_attention and hypothesis.attention is not None and words:
+                shown = data.src_vocab.decode(ids[:length])
+                attention.append((shown, words, hypothesis.attention.cpu().numpy()))
+    return Decoded(list(sources), list(references), hypotheses, lengths, attention)
+
+
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool) -> dict[str, Any]:
+    """sacrebleu's corpus BLEU and chrF, and their signatures."""
+    bleu, chrf = BLEU(lowercase=lowercase), CHRF(lowercase=lowercase)
+    refs = [list(references)]
+    return {
+        "bleu": bleu.corpus_score(list(hypotheses), refs).score,
+        "chrf": chrf.corpus_score(list(hypotheses), refs).score,
+        "n": len(hypotheses),
+        "signature": {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())},
+    }
+
+
+def bleu_by_length(decoded: Decoded, edges: Sequence[int], lowercase: bool) -> dict[str, dict[str, Any]]:
+    """Corpus BLEU of the sentences in each source-length bucket (`<=5`, `6-8`, ...), and their number;
+    an empty bucket has BLEU None."""
+    index = assign_buckets(torch.as_tensor(decoded.source_lengths), edges).numpy()
+    found = {}
+    for i, name in enumerate(bucket_names(edges)):
+        rows = np.flatnonzero(index == i)
+        hyps = [decoded.hypotheses[r] for r in rows]
+        refs = [decoded.references[r] for r in rows]
+        score = BLEU(lowercase=lowercase).corpus_score(hyps, [refs]).score if len(rows) else None
+        found[name] = {"bleu": score, "n": int(len(rows))}
+    return found
+
+
+def mlflow_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """`test/bleu`, `test/chrf`, `val/bleu`, `val/chrf` and `test/bleu_len_<bucket>` for the MLflow run."""
+    metrics = {
+        "test/bleu": report["bleu"],
+        "test/chrf": report["chrf"],
+        "val/bleu": report["val_bleu"],
+        "val/chrf": report["val_chrf"],
+    }
+    for name, facts in report["length_buckets"].items():
+        if facts["bleu"] is not None:
+            metrics[f"test/bleu_len_{metric_key(name)}"] = facts["bleu"]
+    return metrics
