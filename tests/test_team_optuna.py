@@ -10,6 +10,7 @@ import sys
 import mlflow
 import optuna
 import pytest
+import yaml
 
 from synthetic import tiny_overrides
 from team import NEEDS_POSTGRES, TRAINER, all_secrets, as_user, assert_no_secret, user_env
@@ -57,6 +58,12 @@ def test_two_workers_started_at_once_share_one_study(team_server, postgres, proj
     assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]  # four trials, no number twice
     assert {trial.state for trial in trials} == {optuna.trial.TrialState.COMPLETE}
     assert len({tuple(trial.params[key] for key in SEARCHED) for trial in trials}) == 4
+    # each worker writes the study's best when it ends: the last to end has seen every worker's trials
+    results = [
+        yaml.safe_load((tmp_path / f"worker{w}" / "multirun" / "optimization_results.yaml").read_text())
+        for w in (1, 2)
+    ]
+    assert max(result["best_value"] for result in results) == max(trial.value for trial in trials)
 
     client = mlflow.MlflowClient(url)
     with as_user(TRAINER):
