@@ -1,5 +1,6 @@
 """One rule for "the best model" (rnnlab.ranking) wherever a best model is chosen, ties included; the epoch
-clock of the training logger; the params and datasets a training run logs."""
+clock of the training logger; the params and datasets a training run logs; an experiment two processes
+create at once."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rnnlab.io import write_json
 from rnnlab.run_logger import run_params
 from rnnlab.tasks import Comparison
 from rnnlab.tasks.classification import COMPARE
+from rnnlab.tracking import ensure_experiment
 from rnnlab.tracking.datasets import log_datasets
 
 TIED = {"rnn": 0.80, "lstm": 0.82, "gru": 0.82, "bilstm": 0.75}  # lstm and gru tie: gru sorts first
@@ -118,3 +120,20 @@ def test_datasets_logged_at_once_by_two_runs_do_not_fail_the_second():
     with pytest.raises(MlflowException, match="no run r1"):  # any other error is not retried
         log_datasets(other, "r1", "imdb", "abc", None, {"train": {"rows": 2}})
     assert other.logged == []
+
+
+def test_an_experiment_another_process_has_just_created_is_used(tmp_path, monkeypatch):
+    """Two workers starting at once may both miss the experiment; the second one's create fails (seen once
+    in twelve synchronised starts on SQLite) and it takes the first one's."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    made = mlflow.MlflowClient(uri).create_experiment("imdb", (tmp_path / "mlartifacts").as_uri())
+    lookup, calls = mlflow.MlflowClient.get_experiment_by_name, []
+
+    def looked_up_before_the_other_made_it(self, name):
+        calls.append(name)
+        return None if len(calls) == 1 else lookup(self, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name", looked_up_before_the_other_made_it)
+    assert ensure_experiment("imdb", uri, tmp_path) == made and calls == ["imdb", "imdb"]
+    with pytest.raises(MlflowException):  # a create that fails for another reason still fails
+        ensure_experiment("", uri, tmp_path)

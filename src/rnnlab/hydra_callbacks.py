@@ -5,6 +5,7 @@ Enabled in conf/config.yaml (`hydra.callbacks`). The parent is created before th
 `$RNNLAB_MLFLOW_PARENT_RUN_ID` (see `run_logger.make_logger`). When the sweep ends, the parent records
 the number of children and the best child by the task's monitored metric (`<task.monitor>_best`, e.g.
 `val/acc_best`, highest or lowest as `task.mode` says; ties: rnnlab.ranking) as `sweep/best_<metric>`.
+An Optuna search with a shared study (`hydra.sweeper.storage`) tags its parent with the study's name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import project_root
+
+STUDY_TAG = "optuna_study"  # on the parent run of a search whose study lives in hydra.sweeper.storage
 
 # Every stage loads this callback (conf/config.yaml), so MLflow (~1 s to import) is imported only when
 # a multirun starts.
@@ -45,16 +48,16 @@ class MlflowSweepParent(Callback):
         experiment_id = tracking.ensure_experiment(task, uri, root)
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         overrides = list(OmegaConf.select(config, "hydra.overrides.task") or [])
-        run = self.client.create_run(
-            experiment_id,
-            run_name=tracking.run_name(task, "sweep"),
-            tags={
-                "sweep": "parent",
-                tracking.SOURCE_TAG: "sweep",
-                "sweep_dir": str(OmegaConf.select(config, "hydra.sweep.dir")),
-                "git_commit": tracking.git_commit(root),
-            },
-        )
+        tags = {
+            "sweep": "parent",
+            tracking.SOURCE_TAG: "sweep",
+            "sweep_dir": str(OmegaConf.select(config, "hydra.sweep.dir")),
+            "git_commit": tracking.git_commit(root),
+        }
+        if OmegaConf.select(config, "hydra.sweeper.storage") is not None:
+            # Each worker of a shared Optuna search opens a parent run: the study's name ties them together.
+            tags[STUDY_TAG] = str(OmegaConf.select(config, "hydra.sweeper.study_name"))
+        run = self.client.create_run(experiment_id, run_name=tracking.run_name(task, "sweep"), tags=tags)
         self.parent_id = run.info.run_id
         self.client.log_param(self.parent_id, "sweep/overrides", " ".join(overrides)[:6000])
         os.environ[tracking.PARENT_RUN_ENV] = self.parent_id

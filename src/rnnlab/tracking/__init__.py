@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 PARENT_RUN_ENV = "RNNLAB_MLFLOW_PARENT_RUN_ID"
 SOURCE_TAG, STAGE_TAG = "rnnlab.source", "rnnlab.stage"  # who started a run: dvc (+ its stage), sweep, run
@@ -28,9 +29,17 @@ def ensure_experiment(name: str, uri: str, root: Path) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    if uri.startswith(("http://", "https://")):
-        return client.create_experiment(name)
-    return client.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
+    local = not uri.startswith(("http://", "https://"))
+    try:
+        return client.create_experiment(
+            name, artifact_location=(root / "mlartifacts" / name).as_uri() if local else None
+        )
+    except MlflowException:
+        # Two processes (the workers of one search) may both miss it and create it: the second one fails.
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def run_name(task: str, model: str) -> str:
