@@ -144,6 +144,10 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
     assert all(f" {model} |" in compare for model in models) and "bleu_len >12" in compare
     assert {p.name for p in (reports / "compare").glob("*.png")} == {"test_bleu.png", "bleu_by_length.png"}
     assert "Running stage" not in run(["dvc", "repro", "pipelines/translate/dvc.yaml"], work, env)
+    shown = run(["dvc", "plots", "show", "pipelines/translate/dvc.yaml", "-o", "dvc_plots"], work, env)
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert "failed" not in shown and "Validation loss by epoch" in page
+    assert "bleu_by_length.png" in page and "attention_0.png" in page
     said = run(["rnnlab", "translate", "The cat sleeps on the chair.", "Go home."], work, env)
     assert len(said.strip().splitlines()) == 2  # one translation per sentence (the smoke model is poor)
     refused = run(
