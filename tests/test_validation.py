@@ -1,6 +1,6 @@
 """Every config value is checked before a stage starts work: a bad value for every numeric and enum key of
 conf/ (generated from the rules, for each task) is refused with one message naming the key and what it
-allows; the real stage scripts exit 2 with one `rnnlab: error:` line and write nothing."""
+allows, and values allowed alone but not together are refused too (the stage scripts: test_stage_refusals)."""
 
 from __future__ import annotations
 
