@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab.config import model_config
-from rnnlab.data import series, sources
+from rnnlab.data import sources
 from rnnlab.data.catalog import NAME_ALLOWED, NAME_PATTERN
 from rnnlab.data.encode import SIDES
 from rnnlab.data.tokenize import CONTRACTION_MODES, LEVELS
@@ -35,6 +35,7 @@ from rnnlab.models.encoder import INITS
 from rnnlab.models.pooling import POOLINGS
 from rnnlab.rules import Rule, choice, either, integer, is_int, items, nullable, number, passes, refused, text
 from rnnlab.tasks import KINDS, task_of
+from rnnlab.tasks.forecast import series
 
 COUNT, NON_NEGATIVE, BOOLEAN = integer(1), integer(0), choice((True, False), bad="maybe")
 SEED = integer(0, 2**32 - 1)  # what numpy, scikit-learn and Lightning's seed_everything accept

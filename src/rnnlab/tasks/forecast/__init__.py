@@ -15,16 +15,22 @@ from omegaconf import DictConfig
 
 from rnnlab import plots
 from rnnlab.config import resolve_path, section
-from rnnlab.data.series import SOURCE_KINDS as SERIES_SOURCES
-from rnnlab.data.series import load_raw_series, prepare_series
-from rnnlab.data.windows import ForecastDataModule
 from rnnlab.errors import LayoutError
-from rnnlab.forecasting import BASELINES, baseline_report, forecast_metrics, forecast_plot, forecast_table
 from rnnlab.io import atomic_dir, write_json
 from rnnlab.models.build import encoder_args
-from rnnlab.models.forecaster import SequenceForecaster
 from rnnlab.rules import integer
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks.forecast.forecaster import SequenceForecaster
+from rnnlab.tasks.forecast.forecasting import (
+    BASELINES,
+    baseline_report,
+    forecast_metrics,
+    forecast_plot,
+    forecast_table,
+)
+from rnnlab.tasks.forecast.series import SOURCE_KINDS as SERIES_SOURCES
+from rnnlab.tasks.forecast.series import load_raw_series, prepare_series
+from rnnlab.tasks.forecast.windows import ForecastDataModule
 
 HAS_TEST = True
 RAW_FILE = "series.csv"
