@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlab.data.series import PreparedSeries, prepare_series
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.io import write_json
+from rnnlab.tasks.forecast.series import PreparedSeries, prepare_series
 
 VOCAB_SIZE = 30  # ids 0 (<pad>) and 1 (<oov>), then w2 ... w29
 SIGNAL = 5  # label 1 exactly when token 5 occurs

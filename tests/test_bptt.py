@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data.bptt import BpttChunks, CharLMDataModule, bptt_rows, num_chunks
-from rnnlab.data.corpus import prepare_corpus
 from rnnlab.errors import ConfigError, LayoutError
+from rnnlab.tasks.charlm.bptt import BpttChunks, CharLMDataModule, bptt_rows, num_chunks
+from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import TEXT
 
 

@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlab.data.corpus import CharVocabulary, PreparedCorpus, fetch_corpus, prepare_corpus, read_corpus
 from rnnlab.errors import ChecksumError, ConfigError, DataSourceError, LayoutError, RnnlabError
+from rnnlab.tasks.charlm.corpus import (
+    CharVocabulary,
+    PreparedCorpus,
+    fetch_corpus,
+    prepare_corpus,
+    read_corpus,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.data.windows import WindowDataset
 from rnnlab.errors import ConfigError
-from rnnlab.forecasting import (
+from rnnlab.tasks.forecast.forecasting import (
     baseline_report,
     forecast_metrics,
     forecast_plot,
@@ -17,6 +16,7 @@ from rnnlab.forecasting import (
     non_overlapping,
     seasonal_naive_forecast,
 )
+from rnnlab.tasks.forecast.windows import WindowDataset
 from synthetic import PERIOD, periodic_frame, periodic_series
 
 

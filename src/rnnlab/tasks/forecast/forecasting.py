@@ -15,10 +15,10 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredError
 
 from rnnlab import plots
-from rnnlab.data.series import PreparedSeries
-from rnnlab.data.windows import WindowDataset, check_positive_int
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_file
+from rnnlab.tasks.forecast.series import PreparedSeries
+from rnnlab.tasks.forecast.windows import WindowDataset, check_positive_int
 
 METRICS = {
     "mae": MeanAbsoluteError,

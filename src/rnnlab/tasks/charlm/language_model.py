@@ -1,6 +1,6 @@
 """LightningModule for a character-level language model trained with truncated backpropagation through time.
 
-Consecutive batches continue each other row by row (rnnlab.data.bptt), so the hidden state at the end of one
+Consecutive batches continue each other row by row (bptt.py), so the hidden state at the end of one
 chunk is the right starting state for the next: it is carried over, and detached so that gradients stop at
 the chunk boundary (the chunk length is the truncation). A checkpoint saved mid-epoch holds the carried
 state, so a run resumed from it continues as the uninterrupted run did. Loss is cross-entropy in nats per
@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnlab.data.corpus import CharVocabulary
 from rnnlab.errors import ConfigError
-from rnnlab.generation import generate
 from rnnlab.models.base import RecurrentTaskModule, check_optim
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, RecurrentState, detach_state, map_state
 from rnnlab.resume import training_position
+from rnnlab.tasks.charlm.corpus import CharVocabulary
+from rnnlab.tasks.charlm.generation import generate
 
 CARRIED_KEY = "carried_train_state"  # the checkpoint's entry for the state carried into the next batch
 

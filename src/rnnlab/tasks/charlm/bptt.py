@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from rnnlab.data.corpus import META_FILE, SPLITS, VOCAB_FILE, CharVocabulary, PreparedCorpus
 from rnnlab.data.resumable import ResumableDataModule
 from rnnlab.data.sampling import ResumableBatchSampler
 from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import read_json
+from rnnlab.tasks.charlm.corpus import META_FILE, SPLITS, VOCAB_FILE, CharVocabulary, PreparedCorpus
 
 
 def bptt_rows(ids: np.ndarray, batch_size: int) -> torch.Tensor:
@@ -66,7 +66,7 @@ def only_item(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 class CharLMDataModule(ResumableDataModule):
-    """Train/val truncated-BPTT loaders over a prepared corpus (rnnlab.data.corpus.PreparedCorpus.save).
+    """Train/val truncated-BPTT loaders over a prepared corpus (corpus.PreparedCorpus.save).
 
     Batches come IN ORDER, never shuffled, in both splits: carrying the hidden state from one batch to the
     next is only right when the next batch continues the text of the previous one row by row. Epochs repeat

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from rnnlab.data.resumable import ResumableDataModule
 from rnnlab.data.sampling import EpochRandomSampler, ResumableBatchSampler
-from rnnlab.data.series import SPLITS, PreparedSeries
 from rnnlab.errors import ConfigError
+from rnnlab.tasks.forecast.series import SPLITS, PreparedSeries
 
 
 def check_positive_int(value: object, key: str) -> int:
