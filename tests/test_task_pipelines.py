@@ -121,6 +121,7 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
     reports = work / "reports" / "fraeng"
     prepared = json.loads((reports / "data" / "prepare.json").read_text())
     runs = task_runs(work, "fraeng")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     for model in models:
         trained = json.loads((reports / "train" / f"{model}.json").read_text())
         folder = reports / "eval" / model
@@ -140,6 +141,10 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
         assert run_.data.tags["model"] == model
         assert run_.data.metrics["test/bleu"] == pytest.approx(metrics["bleu"])  # logged by evaluate@
         assert run_.data.metrics["val/ppl"] > 1 and "test/loss" in run_.data.metrics
+        logged = {a.path for a in client.list_artifacts(run_.info.run_id, "samples")}
+        assert logged == {"samples/epoch_00.txt", "samples/epoch_01.txt"}  # validation pairs translated
+        sample = client.download_artifacts(run_.info.run_id, "samples/epoch_01.txt", str(tmp_path))
+        assert "  reference:   " in Path(sample).read_text(encoding="utf-8")
     compare = (reports / "compare.md").read_text()
     assert all(f" {model} |" in compare for model in models) and "bleu_len >12" in compare
     assert {p.name for p in (reports / "compare").glob("*.png")} == {"test_bleu.png", "bleu_by_length.png"}
@@ -150,6 +155,8 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
     assert "bleu_by_length.png" in page and "attention_0.png" in page
     said = run(["rnnlab", "translate", "The cat sleeps on the chair.", "Go home."], work, env)
     assert len(said.strip().splitlines()) == 2  # one translation per sentence (the smoke model is poor)
+    blank = run(["rnnlab", "translate", "Go home.", " "], work, env, expect_rc=2)
+    assert "rnnlab: error: sentence 2 (' ') has no words to translate" in blank
     refused = run(
         ["python", "pipelines/train.py", "experiment=smoke_translate", "task.decoder.bidirectional=true"],
         work, env, expect_rc=2,

@@ -31,6 +31,7 @@ from rnnlab.tasks.translate.figures import attention_heatmap, bleu_bars, bleu_le
 from rnnlab.tasks.translate.pairs import KIND, fetch_pairs, read_pairs
 from rnnlab.tasks.translate.prepare import DATA_RULES, prepare_from_config
 from rnnlab.tasks.translate.prepared import vocab_file
+from rnnlab.tasks.translate.samples import TranslationSamples
 from rnnlab.tasks.translate.scoring import Decoding, bleu_by_length, corpus_scores, decode, mlflow_metrics
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
@@ -62,6 +63,7 @@ RULES = {
     "model.attention": choice(ATTENTIONS),
     "models.*.attention": choice(ATTENTIONS),
     "task.teacher_forcing": number(0, 1),
+    "task.samples": integer(0),
     "task.label_smoothing": number(0, 1, open_high=True),
     "task.decoder.cell": nullable(choice(("rnn", "lstm", "gru")), "the encoder's cell"),
     "task.decoder.bidirectional": choice((True, False), bad="maybe"),
@@ -174,7 +176,7 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDat
 def callbacks(
     cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDataModule, diagnostics_dir: Path
 ) -> list:
-    return []
+    return [TranslationSamples(data, cfg.task.samples, cfg.eval.max_len)]
 
 
 def artifacts(cfg: DictConfig) -> list[Path]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rnnlab.errors import LayoutError, RnnlabError
 from rnnlab.tasks.translate.prepared import PreparedTranslation
 from rnnlab.tasks.translate.scoring import Decoding
+from rnnlab.tasks.translate.search import Hypothesis
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize, tokenize
 
@@ -32,8 +34,16 @@ def translate_sentences(
         words = tokenize(sentence, languages["src"], lowercase)
         if not words:
             raise RnnlabError(f"sentence {i + 1} ({sentence!r}) has no words to translate")
-        rows.append(torch.as_tensor(prepared.src_vocab.encode_sentence(words)))
-    lengths = torch.tensor([len(row) for row in rows])
-    src = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=prepared.src_vocab.PAD)
-    hypotheses = model.translate(src, lengths, decoding.beam_size, decoding.length_penalty, decoding.max_len)
+        rows.append(prepared.src_vocab.encode_sentence(words))
+    hypotheses = translate_rows(model, rows, prepared.src_vocab.PAD, decoding)
     return [detokenize(prepared.tgt_vocab.decode(h.tokens), languages["tgt"]) for h in hypotheses]
+
+
+def translate_rows(
+    model: Seq2SeqTranslator, rows: Sequence[np.ndarray], pad_id: int, decoding: Decoding
+) -> list[Hypothesis]:
+    """The hypotheses for encoded source sentences (id arrays of any lengths), as one padded batch."""
+    sources = [torch.as_tensor(row, dtype=torch.long) for row in rows]
+    lengths = torch.tensor([len(row) for row in sources])
+    src = torch.nn.utils.rnn.pad_sequence(sources, batch_first=True, padding_value=pad_id)
+    return model.translate(src, lengths, decoding.beam_size, decoding.length_penalty, decoding.max_len)
