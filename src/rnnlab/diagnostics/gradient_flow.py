@@ -132,7 +132,7 @@ def gradient_flow(
     device = next(model.parameters()).device
     with torch.inference_mode(False), torch.enable_grad():
         ids = ids.to(device)
-        x = ids if encoder.embedding is None else encoder.embedding.weight.detach()[ids]
+        x = ids if encoder.embedding is None else encoder.embedding(ids).detach()  # normalised too (AT/VAT)
         x = x.double()
         states = {}
         for depth, layer in enumerate(encoder.layers):

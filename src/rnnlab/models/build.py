@@ -22,6 +22,7 @@ ENCODER_KEYS = (
     "init",
     "forget_bias",
 )
+ADVERSARIAL_KEYS = ("adversarial", "adversarial_epsilon", "adversarial_xi")  # under train (imdb task)
 
 
 def encoder_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -29,12 +30,23 @@ def encoder_args(model_cfg: dict[str, Any]) -> dict[str, Any]:
     return {key: model_cfg[key] for key in ENCODER_KEYS}
 
 
+def adversarial_args(train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The `SequenceClassifier`'s adversarial-training arguments from the `train` config node."""
+    return {key: train_cfg[key] for key in ADVERSARIAL_KEYS}
+
+
 def build_classifier(
     model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path,
-    positive_index: int = 1,
+    positive_index: int = 1, adversarial: dict[str, Any] | None = None,
 ) -> tuple[SequenceClassifier, float | None]:
-    """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors)."""
+    """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors).
+
+    `adversarial`: the classifier's `adversarial*` arguments (`train.adversarial*`); the embeddings are then
+    normalised with the vocabulary's training counts.
+    """
     vocab = Vocabulary.load(vocab_path)
+    adversarial = adversarial or {}
+    counts = vocab.counts if adversarial.get("adversarial", "none") != "none" else None
     model = SequenceClassifier(
         len(vocab),
         num_classes,
@@ -42,6 +54,8 @@ def build_classifier(
         **optim,
         head_dropout=model_cfg["head_dropout"],
         positive_index=positive_index,
+        **adversarial,
+        word_counts=counts,
     )
     if not model_cfg.get("pretrained_embeddings"):
         return model, None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torchmetrics
 from torch import nn
 
+from rnnlab.errors import ConfigError
+from rnnlab.models.adversarial import LOSS_NAMES, MODES, NormalisedEmbedding, adversarial_loss
 from rnnlab.models.base import RecurrentTaskModule, check_optim
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder
 
@@ -27,7 +30,12 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
 
 
 class SequenceClassifier(RecurrentTaskModule):
-    """Classifies padded token-id batches (`ids`, `lengths`, `labels`) with one `RecurrentEncoder`."""
+    """Classifies padded token-id batches (`ids`, `lengths`, `labels`) with one `RecurrentEncoder`.
+
+    `adversarial` at | vat (rnnlab.models.adversarial) normalises the embeddings with the training
+    frequencies `word_counts` (one per id; not a hyperparameter: the checkpoint keeps them as a buffer) and
+    adds the adversarial term to the training loss; none trains as without it.
+    """
 
     def __init__(
         self,
@@ -41,11 +49,21 @@ class SequenceClassifier(RecurrentTaskModule):
         monitor: str = "val/acc",
         mode: str = "max",
         positive_index: int = 1,
+        adversarial: str = "none",
+        adversarial_epsilon: float = 5.0,
+        adversarial_xi: float = 0.1,
+        word_counts: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         check_optim(scheduler, mode)
-        self.save_hyperparameters(logger=False)  # the run logs the whole config instead (train.py)
+        if adversarial not in MODES:
+            allowed = ", ".join(MODES)
+            raise ConfigError(f"train.adversarial={adversarial!r} is not allowed; choose one of: {allowed}")
+        # the run logs the whole config instead (train.py)
+        self.save_hyperparameters(ignore=["word_counts"], logger=False)
         self.encoder = RecurrentEncoder(vocab_size, EncoderConfig(**encoder))
+        if adversarial != "none":
+            self.encoder.embedding = NormalisedEmbedding(self.encoder.embedding, word_counts)
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, num_classes))
         self.loss = nn.CrossEntropyLoss()
         self.train_metrics = classification_metrics(num_classes, "train/")
@@ -53,7 +71,11 @@ class SequenceClassifier(RecurrentTaskModule):
         self.test_metrics = classification_metrics(num_classes, "test/")
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        pooled, _ = self.encoder(ids, lengths)
+        return self.classify(self.encoder.embed(ids), lengths)
+
+    def classify(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits from embedded token ids [B, T, E]."""
+        pooled, _ = self.encoder.encode_embedded(embedded, lengths)
         return self.head(pooled)
 
     def _scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -65,7 +87,13 @@ class SequenceClassifier(RecurrentTaskModule):
         return (labels == self.hparams.positive_index).long() if self.hparams.num_classes == 2 else labels
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str, metrics: torchmetrics.MetricCollection):
-        logits = self(batch["ids"], batch["lengths"])
+        return self._scored(self(batch["ids"], batch["lengths"]), batch, stage, metrics)
+
+    def _scored(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], stage: str,
+        metrics: torchmetrics.MetricCollection,
+    ) -> torch.Tensor:
+        """The loss of `logits`, logged with the metrics."""
         loss = self.loss(logits, batch["labels"])
         size = len(batch["labels"])
         metrics.update(self._scores(logits.detach()), self._targets(batch["labels"]))
@@ -77,7 +105,21 @@ class SequenceClassifier(RecurrentTaskModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)
+        mode = self.hparams.adversarial
+        if mode == "none":
+            return self._step(batch, "train", self.train_metrics)
+        embedded = self.encoder.embed(batch["ids"])
+        if not embedded.requires_grad:  # frozen embeddings: the perturbation still needs ∂L/∂embedded
+            embedded.requires_grad_()
+        logits = self.classify(embedded, batch["lengths"])
+        loss = self._scored(logits, batch, "train", self.train_metrics)
+        extra = adversarial_loss(
+            mode, self.classify, embedded, batch["lengths"], batch["labels"], logits, loss,
+            self.hparams.adversarial_epsilon, self.hparams.adversarial_xi,
+        )
+        self.log(LOSS_NAMES[mode], extra, on_step=False, on_epoch=True, batch_size=len(batch["labels"]),
+                 sync_dist=True)
+        return loss + extra
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

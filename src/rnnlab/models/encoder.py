@@ -171,11 +171,15 @@ class RecurrentEncoder(nn.Module):
         return self.embedding_dropout(self.embedding(inputs))
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = lengths.clamp(min=1, max=inputs.size(1))
-        x = self.embed(inputs)
+        return self.encode_embedded(self.embed(inputs), lengths)
+
+    def encode_embedded(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` from embedded inputs [B, T, E] (e.g. perturbed ones: adversarial training)."""
+        lengths = lengths.clamp(min=1, max=x.size(1))
+        steps = x.size(1)
         for depth, layer in enumerate(self.layers):
             x = layer(self.layer_dropout(x) if depth else x, lengths)
-        mask = torch.arange(inputs.size(1), device=inputs.device).unsqueeze(0) < lengths.unsqueeze(1)
+        mask = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         return self.pooling(x, lengths, mask), x
 
     def run_stateful(

@@ -29,9 +29,10 @@ from rnnlab.diagnostics.callbacks import GradientFlowMonitor
 from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
 from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import atomic_dir, read_json, write_json
-from rnnlab.models.build import build_classifier
+from rnnlab.models.adversarial import MODES as ADVERSARIAL_MODES
+from rnnlab.models.build import adversarial_args, build_classifier
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.rules import integer, items, nullable, number, passes
+from rnnlab.rules import choice, integer, items, nullable, number, passes
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 
 HAS_TEST = True
@@ -61,6 +62,9 @@ RULES = {
     "baseline.min_df": integer(1),
     "baseline.C": items(number(0, open_low=True)),
     "baseline.max_iter": integer(1),
+    "train.adversarial": choice(ADVERSARIAL_MODES),
+    "train.adversarial_epsilon": number(0, open_low=True),
+    "train.adversarial_xi": number(0, open_low=True),
     "eval.length_buckets": nullable(
         passes(
             check_bucket_edges,
@@ -202,7 +206,8 @@ def datamodule(cfg: DictConfig) -> SequenceDataModule:
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
     model, coverage = build_classifier(
-        model_cfg, optim_args(cfg), data.num_classes, vocab_path, positive_index(data.meta)
+        model_cfg, optim_args(cfg), data.num_classes, vocab_path, positive_index(data.meta),
+        adversarial_args(section(cfg, "train")),
     )
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
     params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
