@@ -1,7 +1,7 @@
 """Exact resume: a training process SIGKILLed mid-epoch, during validation and between epochs, each time
 resumed with `ckpt_path=last`, ends with the weights (bitwise) and MLflow metrics of the uninterrupted run;
-for each task (the forecast windows' epoch order, the language model's state carried across batches) and for
-OneCycleLR, which steps after every batch."""
+for each task (the forecast windows' epoch order, the language model's state carried across batches), for
+OneCycleLR, which steps after every batch, and for virtual adversarial training's random draws."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ CASES = {
                  "val/acc"),
     "imdb-onecycle": Case([*IMDB, "trainer.max_epochs=2", "optim.scheduler=onecycle"], ("step:30",), 28,
                           "gru", "val/acc"),
+    # virtual adversarial training draws a random direction per training step
+    "imdb-vat": Case([*IMDB, "trainer.max_epochs=2", "train.adversarial=vat"], ("step:6",), 4, "gru",
+                     "val/acc"),
     # 98 training windows: 13 steps per epoch
     "forecast": Case(
         ["experiment=smoke_forecast", "model=gru", "model.head_dropout=0.3", "data.window.lookback=24",
