@@ -78,8 +78,12 @@ def run_reference(texts: list[str], n_train: int, args: argparse.Namespace) -> t
     clock.lap("encode")
     padded = np.array([seq[: args.max_len] + [0] * (args.max_len - len(seq)) for seq in ids], dtype=np.int32)
     clock.lap("pad")
-    return clock.laps, {"token_counts": [len(review) for review in tokens], "vocab": kept,
-                        "shape": list(padded.shape), "kept": int(np.count_nonzero(padded))}
+    return clock.laps, {
+        "token_counts": [len(review) for review in tokens],
+        "vocab": kept,
+        "shape": list(padded.shape),
+        "kept": int(np.count_nonzero(padded)),
+    }
 
 
 def run_rnnlab(texts: list[str], n_train: int, args: argparse.Namespace) -> tuple[dict, dict]:
@@ -97,8 +101,12 @@ def run_rnnlab(texts: list[str], n_train: int, args: argparse.Namespace) -> tupl
     clock.lap("encode")
     padded, lengths = pad_and_truncate(flat, offsets, args.max_len)
     clock.lap("pad")
-    return clock.laps, {"token_counts": np.diff(offsets).tolist(), "vocab": vocab.tokens[2:],
-                        "shape": list(padded.shape), "kept": int(lengths.sum())}
+    return clock.laps, {
+        "token_counts": np.diff(offsets).tolist(),
+        "vocab": vocab.tokens[2:],
+        "shape": list(padded.shape),
+        "kept": int(lengths.sum()),
+    }
 
 
 class _Clock:
@@ -126,8 +134,13 @@ def worker(args: argparse.Namespace) -> None:
     base_arrow = pa.total_allocated_bytes()
     laps, facts = (run_reference if args.worker == "reference" else run_rnnlab)(texts, n_train, args)
     arrow_peak = (pa.default_memory_pool().max_memory() - base_arrow) / 2**20
-    result = {"laps": laps, "seconds": sum(laps.values()), "rss_mb": _maxrss_mb() - base_rss,
-              "arrow_mb": arrow_peak if args.worker == "rnnlab" else None, **facts}
+    result = {
+        "laps": laps,
+        "seconds": sum(laps.values()),
+        "rss_mb": _maxrss_mb() - base_rss,
+        "arrow_mb": arrow_peak if args.worker == "rnnlab" else None,
+        **facts,
+    }
     Path(args.result).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -176,23 +189,33 @@ def report(
     print(f"load    : 1-minute load average {load:.2f} at the start (other work slows both sides)")
     print(f"versions: Python {platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}")
     chars = sum(map(len, texts)) / 1e6
-    print(f"data    : {len(texts):,} reviews ({n_train:,} train), {chars:.1f} M characters; "
-          f"max_len={args.max_len} max_size={args.max_size} min_freq={args.min_freq}\n")
-    print(f"{'side':<10} {'best s':>7}  {'runs s':<18} {'tokenize':>8} {'vocab':>6} {'encode':>6} {'pad':>5}"
-          f"  {'peak RSS MB':>11} {'arrow MB':>8}")
+    print(
+        f"data    : {len(texts):,} reviews ({n_train:,} train), {chars:.1f} M characters; "
+        f"max_len={args.max_len} max_size={args.max_size} min_freq={args.min_freq}\n"
+    )
+    print(
+        f"{'side':<10} {'best s':>7}  {'runs s':<18} {'tokenize':>8} {'vocab':>6} {'encode':>6} {'pad':>5}"
+        f"  {'peak RSS MB':>11} {'arrow MB':>8}"
+    )
     for side in SIDES:
         r = best[side]
         all_runs = " ".join(f"{x['seconds']:.2f}" for x in runs[side])
         arrow = f"{max(x['arrow_mb'] for x in runs[side]):.0f}" if r["arrow_mb"] is not None else "-"
-        laps = " ".join(f"{r['laps'][k]:>{w}.2f}" for k, w in (("tokenize", 8), ("vocabulary", 6),
-                                                                 ("encode", 6), ("pad", 5)))
-        print(f"{side:<10} {r['seconds']:>7.2f}  {all_runs:<18} {laps}  "
-              f"{max(x['rss_mb'] for x in runs[side]):>11.0f} {arrow:>8}")
+        laps = " ".join(
+            f"{r['laps'][k]:>{w}.2f}"
+            for k, w in (("tokenize", 8), ("vocabulary", 6), ("encode", 6), ("pad", 5))
+        )
+        print(
+            f"{side:<10} {r['seconds']:>7.2f}  {all_runs:<18} {laps}  "
+            f"{max(x['rss_mb'] for x in runs[side]):>11.0f} {arrow:>8}"
+        )
     print("(stages: the best run; peak MB: the largest of the runs, above the RSS after loading the texts)")
     ours = best["rnnlab"]["seconds"]
     fast = ours <= args.max_seconds and speedup >= args.min_speedup
-    print(f"\nspeed-up {speedup:.1f}x (target >= {args.min_speedup:g}x); rnnlab {ours:.2f} s "
-          f"(target <= {args.max_seconds:g} s): {'PASS' if fast else 'FAIL'}")
+    print(
+        f"\nspeed-up {speedup:.1f}x (target >= {args.min_speedup:g}x); rnnlab {ours:.2f} s "
+        f"(target <= {args.max_seconds:g} s): {'PASS' if fast else 'FAIL'}"
+    )
     agreed = agreement(texts, best["reference"], best["rnnlab"])
     return fast and agreed
 
@@ -205,10 +228,14 @@ def agreement(texts: list[str], ref: dict, ours: dict) -> bool:
     same_rows = len(ref_counts) == len(our_counts) == len(texts) and ref["shape"] == ours["shape"]
     ok = same_rows and abs(gap) <= MAX_TOKEN_GAP
     print(f"\nagreement (reference vs rnnlab): {'OK' if ok else 'MISMATCH'}")
-    print(f"  reviews  {len(ref_counts):,} vs {len(our_counts):,}; padded {ref['shape']} vs {ours['shape']}; "
-          f"non-pad ids {ref['kept']:,} vs {ours['kept']:,}")
-    print(f"  tokens   {ref_counts.sum():,} vs {our_counts.sum():,} ({gap:+.2%}, limit {MAX_TOKEN_GAP:.0%}); "
-          f"same token count in {np.mean(ref_counts == our_counts):.1%} of reviews")
+    print(
+        f"  reviews  {len(ref_counts):,} vs {len(our_counts):,}; padded {ref['shape']} vs {ours['shape']}; "
+        f"non-pad ids {ref['kept']:,} vs {ours['kept']:,}"
+    )
+    print(
+        f"  tokens   {ref_counts.sum():,} vs {our_counts.sum():,} ({gap:+.2%}, limit {MAX_TOKEN_GAP:.0%}); "
+        f"same token count in {np.mean(ref_counts == our_counts):.1%} of reviews"
+    )
     print(f"  vocab    {shared:.1%} of the reference's {len(ref['vocab']):,} kept tokens are in rnnlab's")
     same, only_ref, only_ours = sample_differences(texts)
     print(f"  sample   {same:.1%} of {SAMPLE:,} reviews give identical token lists; most common extra tokens")

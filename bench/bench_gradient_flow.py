@@ -49,8 +49,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     batch = EncodedBatchSource(args.encoded, "val", args.rows, args.seed).batch(args.steps)
-    print(f"machine: {cpu_model()}; batch: {batch.ids.size(0)} validation reviews x {batch.steps} tokens"
-          + (f" ({batch.note})" if batch.note else ""))
+    print(
+        f"machine: {cpu_model()}; batch: {batch.ids.size(0)} validation reviews x {batch.steps} tokens"
+        + (f" ({batch.note})" if batch.note else "")
+    )
     print("log10 of ||dL/dh_t|| at distance d over d=0 (first layer, forward); W_hh spectral radius per gate")
     header = f"{'cell':8} {'state':8} {'d=50':>6} {'d=100':>6} {f'd={batch.steps - 1}':>6}  spectral radius"
     print(header)
@@ -63,8 +65,11 @@ def main() -> None:
         fresh = SequenceClassifier(**trained.hparams)
         for state, model in (("init", fresh), ("trained", trained)):
             ratios, spectra = measure(model, batch)
-            radii = " ".join(f"{gate.split('.')[-1]}={value:.2f}" for gate, value in spectra.items()
-                             if gate.startswith("layer0.forward"))
+            radii = " ".join(
+                f"{gate.split('.')[-1]}={value:.2f}"
+                for gate, value in spectra.items()
+                if gate.startswith("layer0.forward")
+            )
             print(f"{cell:8} {state:8} " + " ".join(log10(r) for r in ratios.values()) + f"  {radii}")
         print(f"{'':8} ({time.perf_counter() - started:.1f} s)")
 

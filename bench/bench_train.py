@@ -63,10 +63,21 @@ from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.training import build_callbacks, build_trainer
 
 BATCH_SIZE, SIZE, DROPOUT, CLIP = 64, 128, 0.2, 1.0
-TRAINER = {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_val_batches": 0,
-           "num_sanity_val_steps": 0, "gradient_clip_val": CLIP, "gradient_clip_algorithm": "norm",
-           "precision": "32-true", "log_every_n_steps": 50, "deterministic": False,
-           "enable_checkpointing": False, "enable_model_summary": False, "enable_progress_bar": False}
+TRAINER = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "max_epochs": 1,
+    "limit_val_batches": 0,
+    "num_sanity_val_steps": 0,
+    "gradient_clip_val": CLIP,
+    "gradient_clip_algorithm": "norm",
+    "precision": "32-true",
+    "log_every_n_steps": 50,
+    "deterministic": False,
+    "enable_checkpointing": False,
+    "enable_model_summary": False,
+    "enable_progress_bar": False,
+}
 BATCHINGS = ("padded", "bucketed", "packed")
 
 
@@ -81,10 +92,16 @@ def parse_cell(name: str) -> tuple[str, bool]:
 def classifier(name: str, data: SequenceDataModule, seed: int) -> SequenceClassifier:
     cell, bidirectional = parse_cell(name)
     torch.manual_seed(seed)
-    encoder = {"cell": cell, "bidirectional": bidirectional, "hidden_size": SIZE, "embedding_dim": SIZE,
-               "embedding_dropout": DROPOUT}
-    return SequenceClassifier(data.vocab_size, data.num_classes, encoder,
-                              scheduler="none", head_dropout=DROPOUT)
+    encoder = {
+        "cell": cell,
+        "bidirectional": bidirectional,
+        "hidden_size": SIZE,
+        "embedding_dim": SIZE,
+        "embedding_dropout": DROPOUT,
+    }
+    return SequenceClassifier(
+        data.vocab_size, data.num_classes, encoder, scheduler="none", head_dropout=DROPOUT
+    )
 
 
 class PackedClassifier(nn.Module):
@@ -110,8 +127,11 @@ class PackedClassifier(nn.Module):
 
 def bare_run(model: nn.Module, data: SequenceDataModule, batches: int, module_step: bool) -> tuple:
     """(seconds, sequences) of `batches` training steps; `module_step`: the LightningModule's step code."""
-    optimizer = (model.configure_optimizers() if module_step  # AdamW, as the Trainer gets it
-                 else torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2))
+    optimizer = (
+        model.configure_optimizers()
+        if module_step  # AdamW, as the Trainer gets it
+        else torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-2)
+    )
     model.train()
     iterator, sequences = iter(data.train_dataloader()), 0
     start = time.perf_counter()
@@ -165,8 +185,10 @@ def compare(name: str, runs: dict, args: argparse.Namespace) -> dict:
             seconds, sequences, *fit = runs[side](args.batches)
             seq_s[side].append(sequences / seconds)
             fit_s += fit
-            print(f"  {name:<7} round {round_ + 1}/{args.repeats} {side:<9} {seq_s[side][-1]:7.1f} seq/s",
-                  flush=True)
+            print(
+                f"  {name:<7} round {round_ + 1}/{args.repeats} {side:<9} {seq_s[side][-1]:7.1f} seq/s",
+                flush=True,
+            )
     result = {"seq_per_s": seq_s, "median": {side: statistics.median(v) for side, v in seq_s.items()}}
     if fit_s:
         ratios = [lit / bare for lit, bare in zip(seq_s["lightning"], seq_s["bare"], strict=True)]
@@ -175,10 +197,14 @@ def compare(name: str, runs: dict, args: argparse.Namespace) -> dict:
 
 
 def lightning_vs_bare(name: str, data: SequenceDataModule, args: argparse.Namespace) -> dict:
-    return compare(name, {
-        "bare": lambda n: bare_run(classifier(name, data, args.seed), data, n, module_step=True),
-        "lightning": lambda n: lightning_run(classifier(name, data, args.seed), data, n),
-    }, args)
+    return compare(
+        name,
+        {
+            "bare": lambda n: bare_run(classifier(name, data, args.seed), data, n, module_step=True),
+            "lightning": lambda n: lightning_run(classifier(name, data, args.seed), data, n),
+        },
+        args,
+    )
 
 
 def batching(name: str, loaders: dict[str, SequenceDataModule], args: argparse.Namespace) -> dict:
@@ -226,12 +252,16 @@ def report(args: argparse.Namespace, results: dict, data: SequenceDataModule, sh
     print(f"\ncommand : {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine : {os.cpu_count()} CPUs, {cpu_model()}, {platform.platform()}")
     print(f"load    : 1-minute load average {load:.2f} at the start (other work slows every side)")
-    print(f"versions: Python {platform.python_version()}, torch {torch.__version__} "
-          f"(intra-op threads: {torch.get_num_threads()}), lightning {L.__version__}, "
-          f"torchmetrics {torchmetrics.__version__}")
-    print(f"data    : {len(data.splits['train']):,} train reviews, max_len {data.meta['max_len']}, "
-          f"batches of {BATCH_SIZE}; {args.batches} batches a run, {args.repeats} rounds, "
-          f"warm-up {args.warmup} batches")
+    print(
+        f"versions: Python {platform.python_version()}, torch {torch.__version__} "
+        f"(intra-op threads: {torch.get_num_threads()}), lightning {L.__version__}, "
+        f"torchmetrics {torchmetrics.__version__}"
+    )
+    print(
+        f"data    : {len(data.splits['train']):,} train reviews, max_len {data.meta['max_len']}, "
+        f"batches of {BATCH_SIZE}; {args.batches} batches a run, {args.repeats} rounds, "
+        f"warm-up {args.warmup} batches"
+    )
     for kind, shape in shapes.items():
         print(f"batches : {kind:<8} mean width {shape['width']:5.1f}, real tokens {shape['real']:.1%}")
     ok = True
@@ -241,18 +271,26 @@ def report(args: argparse.Namespace, results: dict, data: SequenceDataModule, sh
         for name, r in results["lightning"].items():
             ok &= r["ratio"] >= args.min_ratio
             rounds = " ".join(f"{x:.3f}" for x in r["ratios"])
-            print(f"{name:<8} {r['median']['bare']:>8.1f} {r['median']['lightning']:>10.1f} "
-                  f"{r['ratio']:>6.3f}  {statistics.median(r['fit_s']):>7.2f}  {rounds}")
-        print(f"ratio lightning/bare (median of the per-round ratios) >= {args.min_ratio:g}: "
-              f"{'PASS' if ok else 'FAIL'}")
+            print(
+                f"{name:<8} {r['median']['bare']:>8.1f} {r['median']['lightning']:>10.1f} "
+                f"{r['ratio']:>6.3f}  {statistics.median(r['fit_s']):>7.2f}  {rounds}"
+            )
+        print(
+            f"ratio lightning/bare (median of the per-round ratios) >= {args.min_ratio:g}: "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
     if results["batching"]:
         print("\n2. padded vs bucketed vs packed (bare loop: forward, backward, clip, step; seq/s: median)")
-        print(f"{'cell':<8} {'padded':>8} {'bucketed':>9} {'packed':>8}  {'bucketed/padded':>15} "
-              f"{'packed/padded':>13}")
+        print(
+            f"{'cell':<8} {'padded':>8} {'bucketed':>9} {'packed':>8}  {'bucketed/padded':>15} "
+            f"{'packed/padded':>13}"
+        )
         for name, r in results["batching"].items():
             m = r["median"]
-            print(f"{name:<8} {m['padded']:>8.1f} {m['bucketed']:>9.1f} {m['packed']:>8.1f}  "
-                  f"{m['bucketed'] / m['padded']:>14.2f}x {m['packed'] / m['padded']:>12.2f}x")
+            print(
+                f"{name:<8} {m['padded']:>8.1f} {m['bucketed']:>9.1f} {m['packed']:>8.1f}  "
+                f"{m['bucketed'] / m['padded']:>14.2f}x {m['packed'] / m['padded']:>12.2f}x"
+            )
     return ok
 
 
@@ -263,8 +301,10 @@ def main() -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*(self.log|num_workers|LearningRate|log_every_n|LeafSpec)")
     load = os.getloadavg()[0]
-    loaders = {kind: SequenceDataModule(args.encoded, BATCH_SIZE, bucket=kind == "bucketed", seed=args.seed)
-               for kind in ("padded", "bucketed")}
+    loaders = {
+        kind: SequenceDataModule(args.encoded, BATCH_SIZE, bucket=kind == "bucketed", seed=args.seed)
+        for kind in ("padded", "bucketed")
+    }
     for data in loaders.values():
         data.setup()
     results: dict = {"lightning": {}, "batching": {}}

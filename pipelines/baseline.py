@@ -41,7 +41,12 @@ def main(cfg: DictConfig) -> None:
     labels = {split: table.column("label").to_numpy() for split, table in tables.items()}
     train_counts = np.diff(tokens["train"].offsets.to_numpy())
     result = baseline.fit_and_score(
-        tokens, labels, cfg.data.tokenizer.level, settings, length_bucket_edges(cfg, train_counts), positive,
+        tokens,
+        labels,
+        cfg.data.tokenizer.level,
+        settings,
+        length_bucket_edges(cfg, train_counts),
+        positive,
         cfg.seed,
     )
     train_report, metrics = baseline.reports(result)
@@ -50,8 +55,14 @@ def main(cfg: DictConfig) -> None:
     with atomic_dir(resolve_path(cfg.paths.reports_dir) / "baseline") as folder:
         write_json(folder / "train.json", train_report)
         write_json(folder / "metrics.json", metrics)
-    summary("baseline", model=BASELINE, C=result.chosen_C, features=result.features,
-            val_acc=f"{train_report['val_acc_best']:.4f}", test_acc=f"{metrics['acc']:.4f}")
+    summary(
+        "baseline",
+        model=BASELINE,
+        C=result.chosen_C,
+        features=result.features,
+        val_acc=f"{train_report['val_acc_best']:.4f}",
+        test_acc=f"{metrics['acc']:.4f}",
+    )
 
 
 def log_run(cfg: DictConfig, train_report: dict, metrics: dict) -> str:
@@ -66,14 +77,19 @@ def log_run(cfg: DictConfig, train_report: dict, metrics: dict) -> str:
         tags={"model": BASELINE, "cell": BASELINE, "git_commit": tracking.git_commit(root)},
     )
     now = int(time.time() * 1000)
-    params = {**{f"baseline/{k}": v for k, v in section(cfg, "baseline").items()},
-              "baseline/chosen_C": train_report["C"], "baseline/features": train_report["features"],
-              "param_count": train_report["params"]}
+    params = {
+        **{f"baseline/{k}": v for k, v in section(cfg, "baseline").items()},
+        "baseline/chosen_C": train_report["C"],
+        "baseline/features": train_report["features"],
+        "param_count": train_report["params"],
+    }
     scores = {f"test/{k}": v for k, v in metrics.items() if isinstance(v, float)}
     client.log_batch(
         run.info.run_id,
-        metrics=[Metric("val/acc_best", train_report["val_acc_best"], now, 0),
-                 *(Metric(k, v, now, 0) for k, v in scores.items())],
+        metrics=[
+            Metric("val/acc_best", train_report["val_acc_best"], now, 0),
+            *(Metric(k, v, now, 0) for k, v in scores.items()),
+        ],
         params=[Param(k, str(v)) for k, v in params.items()],
     )
     client.set_terminated(run.info.run_id)

@@ -58,7 +58,12 @@ def main(cfg: DictConfig) -> None:
 
 
 def log_comparison(
-    cfg: DictConfig, root: Path, reports_dir: Path, table: pd.DataFrame, best: str, spec: Comparison,
+    cfg: DictConfig,
+    root: Path,
+    reports_dir: Path,
+    table: pd.DataFrame,
+    best: str,
+    spec: Comparison,
     description: str,
 ) -> None:
     """An MLflow run `<task>-compare-<id>`: the table (`log_table`: no per-model metrics in the charts), the

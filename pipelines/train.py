@@ -57,8 +57,12 @@ def main(cfg: DictConfig) -> float:
     if resume:
         log_once(logger)
     callbacks = build_callbacks(
-        dirs.checkpoints, cfg.task.monitor, cfg.task.mode, cfg.train.early_stopping_patience,
-        dirs.diagnostics, cfg.train.checkpoint_every_n_steps,
+        dirs.checkpoints,
+        cfg.task.monitor,
+        cfg.task.mode,
+        cfg.train.early_stopping_patience,
+        dirs.diagnostics,
+        cfg.train.checkpoint_every_n_steps,
     )
     callbacks += task.callbacks(cfg, model_cfg, data, dirs.diagnostics)
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
@@ -100,8 +104,14 @@ def best_key(cfg: DictConfig) -> str:
 
 
 def record_run_setup(
-    logger: MLFlowLogger, cfg: DictConfig, model_cfg: dict, built: Built, data: L.LightningDataModule,
-    trainer: L.Trainer, digest: str, resumed: bool,
+    logger: MLFlowLogger,
+    cfg: DictConfig,
+    model_cfg: dict,
+    built: Built,
+    data: L.LightningDataModule,
+    trainer: L.Trainer,
+    digest: str,
+    resumed: bool,
 ) -> None:
     """Params (the trained config and model facts), datasets and device tags, before training starts."""
     facts = {**built.params, "param_count": sum(p.numel() for p in built.model.parameters())}
@@ -116,7 +126,11 @@ def record_run_setup(
 
 
 def write_outputs(
-    cfg: DictConfig, model: L.LightningModule, logger: MLFlowLogger, artifacts: list[Path], report: dict,
+    cfg: DictConfig,
+    model: L.LightningModule,
+    logger: MLFlowLogger,
+    artifacts: list[Path],
+    report: dict,
     out_dir: Path,
 ) -> None:
     """The run folder's summary and report, and the run's artifacts; rank 0 only."""

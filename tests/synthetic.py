@@ -81,8 +81,12 @@ def periodic_frame() -> pd.DataFrame:
 
 def periodic_series() -> PreparedSeries:
     """`periodic_frame` as the forecast task's prepare stage leaves it: split 70/15/15, scaled on train."""
-    cfg = {"columns": {"time": None, "target": "demand", "features": ["demand", "temp"]}, "missing": "error",
-           "split": {"val_fraction": 0.15, "test_fraction": 0.15}, "scaling": "standard"}
+    cfg = {
+        "columns": {"time": None, "target": "demand", "features": ["demand", "temp"]},
+        "missing": "error",
+        "split": {"val_fraction": 0.15, "test_fraction": 0.15},
+        "scaling": "standard",
+    }
     return prepare_series(periodic_frame(), cfg)
 
 
@@ -126,8 +130,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_stage(project_root: Path, stage: str, args: list[str], expect_rc: int = 0, timeout: int = 600):
     """Run pipelines/<stage>.py in a subprocess (clean environment) and check its exit status."""
-    done = subprocess.run([sys.executable, f"pipelines/{stage}.py", *args], cwd=project_root, env=clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, f"pipelines/{stage}.py", *args],
+        cwd=project_root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == expect_rc, f"{stage}.py exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done
 

@@ -164,13 +164,17 @@ def test_good_zip_read(tmp_path):
     members = {"fra-eng/": b"", "fra-eng/fra.txt": b"hi\tsalut\n", "fra-eng/_about.txt": b"about"}
     archive = _zip(tmp_path / "ok.zip", members)
     assert read_members(archive, _everything, progress=False) == [
-        ("fra-eng/fra.txt", b"hi\tsalut\n"), ("fra-eng/_about.txt", b"about")]
+        ("fra-eng/fra.txt", b"hi\tsalut\n"),
+        ("fra-eng/_about.txt", b"about"),
+    ]
     assert read_members(archive, lambda name: "fra." in name, progress=False) == [
-        ("fra-eng/fra.txt", b"hi\tsalut\n")]
+        ("fra-eng/fra.txt", b"hi\tsalut\n")
+    ]
 
 
-@pytest.mark.parametrize(("name", "reason"), [("../evil.txt", "leaves the archive root"),
-                                              ("/abs.txt", "absolute path")])
+@pytest.mark.parametrize(
+    ("name", "reason"), [("../evil.txt", "leaves the archive root"), ("/abs.txt", "absolute path")]
+)
 def test_zip_unsafe_name_refused(tmp_path, name, reason):
     archive = _zip(tmp_path / "evil.zip", {"ok.txt": b"ok", name: b"x"})
     _refused(archive, reason)

@@ -98,8 +98,11 @@ def test_datamodule_refuses_splits_too_short_and_bad_sizes(prepared_dir, tmp_pat
     with pytest.raises(ConfigError, match=f"val split has {n_val} characters.*= {40 * 31}"):
         CharLMDataModule(prepared_dir, batch_size=40, chunk_len=30)
     CharLMDataModule(prepared_dir, batch_size=n_val // 31, chunk_len=30)  # exactly enough rows for one chunk
-    for kwargs, key in (({"batch_size": 0}, "batch_size is 0"), ({"chunk_len": 2.5}, "chunk_len is 2.5"),
-                        ({"num_workers": -1}, "num_workers is -1")):
+    for kwargs, key in (
+        ({"batch_size": 0}, "batch_size is 0"),
+        ({"chunk_len": 2.5}, "chunk_len is 2.5"),
+        ({"num_workers": -1}, "num_workers is -1"),
+    ):
         with pytest.raises(ConfigError, match=f"data.loader.{key}; allowed: an integer"):
             CharLMDataModule(prepared_dir, **{"batch_size": 2, "chunk_len": 4, **kwargs})
     with pytest.raises(LayoutError, match="run the prepare stage"):

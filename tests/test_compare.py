@@ -37,14 +37,34 @@ BUCKETS = ("<=100", "101-200", ">200")
 
 
 def write_reports(reports_dir, model: str, params: int, acc: float, bucket_acc: list[float | None]) -> None:
-    write_json(reports_dir / "train" / f"{model}.json", {
-        "model": model, "run_id": f"id-{model}", "params": params, "epochs": 3, "train_seconds": 12.5,
-        "val_acc_best": acc + 0.01, "train_seq_per_s": 321.0, "test/acc": acc,
-    })
-    write_json(reports_dir / "eval" / model / "metrics.json", {
-        "acc": acc, "precision": 0.8, "recall": 0.7, "f1": 0.75, "auroc": 0.9, "loss": 0.35, "n": 100,
-        "length_buckets": {name: {"acc": a, "n": 10} for name, a in zip(BUCKETS, bucket_acc, strict=True)},
-    })
+    write_json(
+        reports_dir / "train" / f"{model}.json",
+        {
+            "model": model,
+            "run_id": f"id-{model}",
+            "params": params,
+            "epochs": 3,
+            "train_seconds": 12.5,
+            "val_acc_best": acc + 0.01,
+            "train_seq_per_s": 321.0,
+            "test/acc": acc,
+        },
+    )
+    write_json(
+        reports_dir / "eval" / model / "metrics.json",
+        {
+            "acc": acc,
+            "precision": 0.8,
+            "recall": 0.7,
+            "f1": 0.75,
+            "auroc": 0.9,
+            "loss": 0.35,
+            "n": 100,
+            "length_buckets": {
+                name: {"acc": a, "n": 10} for name, a in zip(BUCKETS, bucket_acc, strict=True)
+            },
+        },
+    )
 
 
 @pytest.fixture
@@ -99,7 +119,7 @@ def write_baseline(reports_dir: Path, run_id: str, edges: tuple[int, ...] = (100
     tokens, labels = {}, {}
     for split, rows in (("train", 200), ("val", 60), ("test", 60)):
         labels[split] = np.arange(rows) % 2
-        texts = [[f"w{i}" for i in rng.integers(0, 20, 6)] + ["not", "bad"][1 - y:] for y in labels[split]]
+        texts = [[f"w{i}" for i in rng.integers(0, 20, 6)] + ["not", "bad"][1 - y :] for y in labels[split]]
         tokens[split] = pa.array(texts, pa.list_(pa.string()))
     result = fit_and_score(tokens, labels, "word", BaselineSettings(min_df=1), list(edges), 1, 0)
     train, metrics = reports(result)
@@ -136,10 +156,12 @@ def test_a_missing_or_mismatched_baseline_report_is_named(reports_dir):
 
 def scores(val: float, test: float) -> pd.DataFrame:
     """The issue's story by default: the best cell gru 80.0% val / 75.2% test; the baseline given."""
-    return pd.DataFrame({
-        "val_acc": {"gru": 0.80, "lstm": 0.79, BASELINE: val},
-        "test_acc": {"gru": 0.752, "lstm": 0.76, BASELINE: test},
-    })
+    return pd.DataFrame(
+        {
+            "val_acc": {"gru": 0.80, "lstm": 0.79, BASELINE: val},
+            "test_acc": {"gru": 0.752, "lstm": 0.76, BASELINE: test},
+        }
+    )
 
 
 def test_baseline_verdict_says_plainly_whether_it_beats_the_winner():

@@ -88,8 +88,6 @@ def test_model_config_follows_model_key_or_the_model_group(project_root):
         model_config(compose_cfg(project_root, ["+model_key=transformer"]))
 
 
-
-
 def test_slurm_launcher_config_composes(project_root, tmp_path):
     """`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml; README "Team set-up") is submitit's SLURM
     launcher with its resources; a mistyped key in it fails (the plugin's config is a structured one)."""

@@ -32,8 +32,9 @@ SOURCE_VAR, SHA_VAR = "RNNLAB_TINYSHAKESPEARE_SOURCE", "RNNLAB_TINYSHAKESPEARE_S
 def shakespeare() -> str:
     if not SHAKESPEARE.is_file():
         pytest.skip(f"offline data not found at {SHAKESPEARE}")
-    path, digest = fetch_corpus(CFG, "tinyshakespeare", "unused", environ={SOURCE_VAR: str(SHAKESPEARE),
-                                                                           SHA_VAR: SHAKESPEARE_SHA256})
+    path, digest = fetch_corpus(
+        CFG, "tinyshakespeare", "unused", environ={SOURCE_VAR: str(SHAKESPEARE), SHA_VAR: SHAKESPEARE_SHA256}
+    )
     assert (path, digest) == (SHAKESPEARE, SHAKESPEARE_SHA256)
     return read_corpus(path)
 
@@ -73,8 +74,9 @@ def test_env_override_picks_a_temp_file_and_clears_the_configured_checksum(tmp_p
     path, digest = fetch_corpus(CFG, "tinyshakespeare", tmp_path / "dl", environ={SOURCE_VAR: str(mirror)})
     assert (path, digest) == (mirror, _sha(mirror))
     with pytest.raises(ChecksumError, match="expected sha256 " + "a" * 64):
-        fetch_corpus(CFG, "tinyshakespeare", tmp_path / "dl",
-                     environ={SOURCE_VAR: str(mirror), SHA_VAR: "a" * 64})
+        fetch_corpus(
+            CFG, "tinyshakespeare", tmp_path / "dl", environ={SOURCE_VAR: str(mirror), SHA_VAR: "a" * 64}
+        )
 
 
 def test_checksum_mismatch_of_the_configured_file(tmp_path):
@@ -124,11 +126,20 @@ def test_url_is_downloaded_then_reused(tmp_path):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        cfg = {"kind": "text", "uri": f"http://127.0.0.1:{httpd.server_address[1]}/input.txt",
-               "sha256": _sha(served / "input.txt")}
+        cfg = {
+            "kind": "text",
+            "uri": f"http://127.0.0.1:{httpd.server_address[1]}/input.txt",
+            "sha256": _sha(served / "input.txt"),
+        }
         for _ in range(2):
-            path, digest = fetch_corpus(cfg, "tinyshakespeare", tmp_path / "dl", environ={},
-                                        download_cfg={"retries": 0}, progress=False)
+            path, digest = fetch_corpus(
+                cfg,
+                "tinyshakespeare",
+                tmp_path / "dl",
+                environ={},
+                download_cfg={"retries": 0},
+                progress=False,
+            )
             assert (path, digest) == (tmp_path / "dl" / "input.txt", cfg["sha256"])
     finally:
         httpd.shutdown()
@@ -173,8 +184,11 @@ def test_split_is_contiguous_and_reports_val_only_characters(tmp_path):
     n_train = int(22 * 0.8)
     assert prepared.vocab.decode(prepared.train) == text[:n_train]
     assert prepared.vocab.decode(prepared.val) == text[n_train:]
-    assert prepared.facts == {"chars": {"train": n_train, "val": 22 - n_train}, "vocab_size": 7,
-                              "val_only_chars": ["!", "X", "Y", "Z"]}
+    assert prepared.facts == {
+        "chars": {"train": n_train, "val": 22 - n_train},
+        "vocab_size": 7,
+        "val_only_chars": ["!", "X", "Y", "Z"],
+    }
     prepared.save(tmp_path / "prepared")
     loaded = PreparedCorpus.load(tmp_path / "prepared")
     assert loaded.vocab == prepared.vocab and loaded.facts == prepared.facts

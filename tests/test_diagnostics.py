@@ -102,8 +102,16 @@ def test_bare_modules_that_cannot_be_unrolled_are_refused():
 
 def classifier(cell: str, bidirectional: bool = False, num_layers: int = 1) -> SequenceClassifier:
     torch.manual_seed(0)
-    encoder = {"cell": cell, "bidirectional": bidirectional, "num_layers": num_layers, "hidden_size": 8,
-               "embedding_dim": 6, "pooling": "last", "dropout": 0.2, "embedding_dropout": 0.2}
+    encoder = {
+        "cell": cell,
+        "bidirectional": bidirectional,
+        "num_layers": num_layers,
+        "hidden_size": 8,
+        "embedding_dim": 6,
+        "pooling": "last",
+        "dropout": 0.2,
+        "embedding_dropout": 0.2,
+    }
     return SequenceClassifier(VOCAB_SIZE, 2, encoder, head_dropout=0.3)
 
 
@@ -180,9 +188,17 @@ def fit(encoded, out_dir, clip_val, logger=False, max_epochs=2, ckpt_path=None, 
         ClippingMonitor(out_dir),
     ]
     checkpoints = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=logger, gradient_clip_val=clip_val,
-                        callbacks=callbacks, enable_checkpointing=checkpoints, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=logger,
+        gradient_clip_val=clip_val,
+        callbacks=callbacks,
+        enable_checkpointing=checkpoints,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     return trainer
 
@@ -206,8 +222,15 @@ def test_callbacks_write_tables_figures_artifacts_and_metrics(data, tmp_path):
     assert (clip["clip_fraction"] == 1.0).all()
     histogram = pd.read_csv(out / "clipping_histogram.csv")
     assert histogram.groupby("epoch")["count"].sum().tolist() == [7, 7]
-    files = {"gradient_flow.csv", "gradient_flow.png", "recurrent_weights.csv", "recurrent_weights.png",
-             "clipping.csv", "clipping_histogram.csv", "clipping_histogram.png"}
+    files = {
+        "gradient_flow.csv",
+        "gradient_flow.png",
+        "recurrent_weights.csv",
+        "recurrent_weights.png",
+        "clipping.csv",
+        "clipping_histogram.csv",
+        "clipping_histogram.png",
+    }
     assert {p.name for p in out.iterdir()} == files  # and no temporary files left behind
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -258,9 +281,12 @@ def test_resumed_fit_continues_the_tables(data, tmp_path):
     out = tmp_path / "diagnostics"
 
     def callbacks():
-        return [GradientFlowMonitor(encoded, epochs="last", steps=10, distance=5, out_dir=out),
-                RecurrentWeightMonitor(out), ClippingMonitor(out),
-                ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None)]
+        return [
+            GradientFlowMonitor(encoded, epochs="last", steps=10, distance=5, out_dir=out),
+            RecurrentWeightMonitor(out),
+            ClippingMonitor(out),
+            ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None),
+        ]
 
     fit(encoded, out, 1.0, max_epochs=1, callbacks=callbacks())
     fit(encoded, out, 1.0, max_epochs=2, callbacks=callbacks(), ckpt_path=tmp_path / "last.ckpt")

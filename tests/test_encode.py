@@ -59,9 +59,12 @@ def test_no_rows_and_only_empty_rows():
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"max_len": 0}, "data.encode.max_len"), ({"max_len": 2.5}, "data.encode.max_len"),
-     ({"max_len": 4, "padding": "left"}, "data.encode.padding"),
-     ({"max_len": 4, "truncating": "middle"}, "data.encode.truncating")],
+    [
+        ({"max_len": 0}, "data.encode.max_len"),
+        ({"max_len": 2.5}, "data.encode.max_len"),
+        ({"max_len": 4, "padding": "left"}, "data.encode.padding"),
+        ({"max_len": 4, "truncating": "middle"}, "data.encode.truncating"),
+    ],
 )
 def test_bad_settings_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
@@ -81,8 +84,15 @@ def test_token_length_stats_known_case():
     offsets = np.concatenate([[0], np.cumsum(np.arange(11))])  # lengths 0, 1, ..., 10
     stats = token_length_stats(offsets, max_len=8)
     assert stats == {
-        "count": 11, "mean": 5.0, "max": 10, "p50": 5.0, "p90": 9.0, "p95": 9.5, "p99": 9.9,
-        "empty": 1, "truncated_share": pytest.approx(2 / 11),
+        "count": 11,
+        "mean": 5.0,
+        "max": 10,
+        "p50": 5.0,
+        "p90": 9.0,
+        "p95": 9.5,
+        "p99": 9.9,
+        "empty": 1,
+        "truncated_share": pytest.approx(2 / 11),
     }
     assert token_length_stats(offsets)["truncated_share"] is None
 

@@ -96,7 +96,8 @@ def test_curves_and_tables():
     assert pd.crosstab(confusion.actual, confusion.predicted).to_numpy().tolist() == result.confusion.tolist()
     assert confusion.iloc[7].tolist() == ["neg", "pos"]
     assert tables["length_buckets"].to_dict("list") == {
-        "bucket": ["<=100", "101-200", "201-400", ">400"], "n": [2, 3, 2, 1],
+        "bucket": ["<=100", "101-200", "201-400", ">400"],
+        "n": [2, 3, 2, 1],
         "acc": [1.0, pytest.approx(1 / 3), 1.0, 0.0],
     }
     with pytest.raises(ConfigError, match="do not match the model's 2 classes"):
@@ -105,8 +106,17 @@ def test_curves_and_tables():
 
 def test_multiclass_metrics_match_a_hand_count():
     # 3 classes, 6 examples; predictions (argmax) 0, 1, 2, 2, 1, 0 against labels 0, 1, 2, 0, 1, 2.
-    probs = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.1, 0.2, 0.7], [0.3, 0.1, 0.6],
-                          [0.2, 0.5, 0.3], [0.5, 0.1, 0.4]], dtype=torch.float64)
+    probs = torch.tensor(
+        [
+            [0.8, 0.1, 0.1],
+            [0.1, 0.7, 0.2],
+            [0.1, 0.2, 0.7],
+            [0.3, 0.1, 0.6],
+            [0.2, 0.5, 0.3],
+            [0.5, 0.1, 0.4],
+        ],
+        dtype=torch.float64,
+    )
     result = evaluate(Predictions(probs, torch.tensor([0, 1, 2, 0, 1, 2]), torch.full((6,), 10)))
     assert result.confusion.tolist() == [[1, 0, 1], [0, 2, 0], [1, 0, 1]]
     assert result.scores["acc"] == pytest.approx(4 / 6)
@@ -154,6 +164,7 @@ def test_thin_keeps_the_ends_and_at_most_max_points():
 # ------------------------------------------------------------------------------------------------------------
 # pipelines/evaluate.py on a tiny trained GRU
 
+
 def run_evaluate(project_root: Path, args: list[str], expect_rc: int = 0) -> subprocess.CompletedProcess:
     return run_stage(project_root, "evaluate", args, expect_rc)
 
@@ -191,7 +202,9 @@ def test_evaluate_writes_metrics_that_agree_with_training(evaluated, data):
     buckets = metrics["length_buckets"]
     assert list(buckets) == ["<=5", "6-10", ">10"] and metrics["n"] == len(counts) == 60
     assert [b["n"] for b in buckets.values()] == [
-        int((counts <= 5).sum()), int(((counts > 5) & (counts <= 10)).sum()), int((counts > 10).sum())
+        int((counts <= 5).sum()),
+        int(((counts > 5) & (counts <= 10)).sum()),
+        int((counts > 10).sum()),
     ]
     assert sum(b["acc"] * b["n"] for b in buckets.values()) / 60 == pytest.approx(metrics["acc"])
     line = done.stdout.strip().splitlines()[-1]

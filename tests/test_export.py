@@ -90,9 +90,7 @@ def test_every_cell_exports_with_dynamic_batch_and_sequence(tmp_path, cell):
     model = tiny_model(cell)
     onnx_path, ts_path = export_both(model, tmp_path)
     onnx.checker.check_model(str(onnx_path), full_check=True)
-    assert onnx_dims(onnx_path) == {
-        "ids": ["batch", "sequence"], "lengths": ["batch"], "probs": ["batch", 2]
-    }
+    assert onnx_dims(onnx_path) == {"ids": ["batch", "sequence"], "lengths": ["batch"], "probs": ["batch", 2]}
     parity = check_parity(model, onnx_path, ts_path, seq_lens=SEQ_LENS, batch=5)
     assert parity["seq_lens"] == list(SEQ_LENS) and parity["batch_sizes"] == [1, 5]
     assert set(parity["max_abs_diff"]) == {"torchscript", "onnx"}
@@ -161,17 +159,27 @@ def test_parity_lengths_must_differ_from_the_tracing_example(tmp_path):
 def full_meta(**changes) -> dict:
     """An encode-stage meta.json for the synthetic task (tests/synthetic.py writes only part of it)."""
     meta = {
-        "label_names": ["neg", "pos"], "num_classes": 2, "vocab_size": VOCAB_SIZE, "max_len": MAX_LEN,
-        "padding": "post", "truncating": "pre", "tokenizer": dataclasses.asdict(TokenizerConfig()),
+        "label_names": ["neg", "pos"],
+        "num_classes": 2,
+        "vocab_size": VOCAB_SIZE,
+        "max_len": MAX_LEN,
+        "padding": "post",
+        "truncating": "pre",
+        "tokenizer": dataclasses.asdict(TokenizerConfig()),
     }
     return {**meta, **changes}
 
 
-@pytest.mark.parametrize(("meta", "message"), [
-    ({k: v for k, v in full_meta().items() if k not in ("label_names", "tokenizer")},
-     "meta.json lacks label_names, tokenizer: re-run the encode stage"),
-    (full_meta(vocab_size=31), "the checkpoint's vocab_size 30 differs from meta.json's 31"),
-])
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (
+            {k: v for k, v in full_meta().items() if k not in ("label_names", "tokenizer")},
+            "meta.json lacks label_names, tokenizer: re-run the encode stage",
+        ),
+        (full_meta(vocab_size=31), "the checkpoint's vocab_size 30 differs from meta.json's 31"),
+    ],
+)
 def test_export_model_refuses_bad_metadata(tmp_path, meta, message):
     with pytest.raises(ExportError, match=message):
         export_model(tiny_model("gru"), tmp_path, meta)
@@ -219,8 +227,15 @@ def test_export_stage_writes_a_checked_export(trained, project_root, data):
     folder = work / "models" / "gru" / "export"
     folder.mkdir()
     (folder / "stale.onnx").write_text("from an older checkpoint")
-    done = subprocess.run([sys.executable, "pipelines/export.py", *args], cwd=project_root, env=clean_env(),
-                          umask=0o027, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "pipelines/export.py", *args],
+        cwd=project_root,
+        env=clean_env(),
+        umask=0o027,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx", "model.pt"]
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in [folder, *folder.iterdir()]}

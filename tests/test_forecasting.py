@@ -85,7 +85,14 @@ def test_forecast_table_and_plot(prepared, tmp_path):
         forecast_table(windows, prepared, actual[:5], PERIOD, max_windows=3)
 
     path = tmp_path / "plots" / "forecast.png"
-    forecast_plot(table["actual"], table["model"], {b: table[b] for b in ("naive", "seasonal_naive")}, path,
-                  title="test", steps=table["step"], ylabel="demand")
+    forecast_plot(
+        table["actual"],
+        table["model"],
+        {b: table[b] for b in ("naive", "seasonal_naive")},
+        path,
+        title="test",
+        steps=table["step"],
+        ylabel="demand",
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert [p.name for p in path.parent.iterdir()] == ["forecast.png"]  # no temporary file left

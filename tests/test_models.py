@@ -24,8 +24,9 @@ PAIRS = list(itertools.product(CELLS, (False, True)))
 
 def encoder(cell="lstm", bidirectional=False, pooling="last", seed=0, **overrides) -> RecurrentEncoder:
     torch.manual_seed(seed)
-    config = dict(cell=cell, bidirectional=bidirectional, num_layers=2, hidden_size=6, embedding_dim=5,
-                  pooling=pooling)
+    config = dict(
+        cell=cell, bidirectional=bidirectional, num_layers=2, hidden_size=6, embedding_dim=5, pooling=pooling
+    )
     return RecurrentEncoder(VOCAB, EncoderConfig(**{**config, **overrides}))
 
 
@@ -99,8 +100,9 @@ def test_last_pooling_takes_the_final_state_of_each_direction():
 @pytest.mark.parametrize(("cell", "bidirectional"), PAIRS)
 def test_parameter_counts_match_the_formulas(cell, bidirectional):
     hidden, embedding_dim, layers = 6, 5, 3
-    model = encoder(cell, bidirectional, "mean", num_layers=layers, hidden_size=hidden,
-                    embedding_dim=embedding_dim)
+    model = encoder(
+        cell, bidirectional, "mean", num_layers=layers, hidden_size=hidden, embedding_dim=embedding_dim
+    )
     directions = 2 if bidirectional else 1
     total = 0
     for depth, layer in enumerate(model.layers):
@@ -125,8 +127,13 @@ def test_summary_reports_trainable_and_frozen_parameters():
     frozen = VOCAB * 3
     total = sum(p.numel() for p in model.parameters())
     rows = {row["layer"]: row for row in parameter_rows(model)}
-    assert rows["encoder.embedding"] == {"layer": "encoder.embedding", "type": "Embedding", "params": frozen,
-                                         "trainable": 0, "frozen": frozen}
+    assert rows["encoder.embedding"] == {
+        "layer": "encoder.embedding",
+        "type": "Embedding",
+        "params": frozen,
+        "trainable": 0,
+        "frozen": frozen,
+    }
     assert rows["encoder"]["frozen"] == frozen
     assert rows["encoder"]["trainable"] == rows["encoder"]["params"] - frozen
     lstm = 4 * 4 * (3 + 4 + 2)
@@ -183,7 +190,10 @@ def test_one_cell_registry_builds_the_encoder_and_names_the_gates_of_the_diagnos
     spectra = encoder_spectra(model)
     assert [s.gate for s in spectra] == list(cell.gates) * 4  # two layers, two directions
     assert [s.module for s in spectra[:: len(cell.gates)]] == [
-        "layer0.forward", "layer0.backward", "layer1.forward", "layer1.backward",
+        "layer0.forward",
+        "layer0.backward",
+        "layer1.forward",
+        "layer1.backward",
     ]
 
 

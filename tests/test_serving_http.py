@@ -41,14 +41,30 @@ def server(registered) -> str:
         port = sock.getsockname()[1]
     log_path = registered["root"] / "serve.log"
     # The server execs `uvicorn`: the venv's bin must be on PATH even when the venv is not activated.
-    env = clean_env(MLFLOW_TRACKING_URI=registered["uri"],
-                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = clean_env(
+        MLFLOW_TRACKING_URI=registered["uri"],
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rnnlab.cli", "serve", "--model", f"models:/{CHAMPION}@champion",
-             "--port", str(port), "--max-texts", str(SERVE_LIMITS["max_texts"]),
-             "--max-bytes", str(SERVE_LIMITS["max_bytes"])],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "rnnlab.cli",
+                "serve",
+                "--model",
+                f"models:/{CHAMPION}@champion",
+                "--port",
+                str(port),
+                "--max-texts",
+                str(SERVE_LIMITS["max_texts"]),
+                "--max-bytes",
+                str(SERVE_LIMITS["max_bytes"]),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,8 +100,10 @@ def test_serving_round_trip(server, onnx_model):
         "instances": invoke(server, {"instances": TEXTS}),
         "inputs records": invoke(server, {"inputs": records}),
         "dataframe_records": invoke(server, {"dataframe_records": records}),
-        "dataframe_split": invoke(server, {"dataframe_split": {
-            "columns": ["id", "text"], "data": [[r["id"], r["text"]] for r in records]}}),
+        "dataframe_split": invoke(
+            server,
+            {"dataframe_split": {"columns": ["id", "text"], "data": [[r["id"], r["text"]] for r in records]}},
+        ),
         "csv": invoke(server, csv.encode(), headers={"Content-Type": "text/csv"}),
     }
     for case, answer in answers.items():
@@ -97,7 +115,8 @@ def test_serving_round_trip(server, onnx_model):
     huge = "boring " * 150_000 + "a great film"  # ~1 MB: clipped to MAX_CHARS before tokenizing
     answer = invoke(server, {"inputs": [huge, *TEXTS]})  # MLflow alone built a 1 MB-wide numpy array here
     assert answer.status_code == 200 and answer.json()["predictions"][0]["probability"] == pytest.approx(
-        onnx_model.predict([huge])[0]["probability"])
+        onnx_model.predict([huge])[0]["probability"]
+    )
 
 
 def parquet_body(column: pa.Array) -> bytes:
@@ -117,26 +136,39 @@ REFUSED = {
     "instances": ({"instances": ["fine", 2.5]}, "text at position 1 is float (2.5), not a string"),
     "instances records": ({"instances": [{"text": None}]}, "text at position 0 is missing (None)"),
     "records": ({"dataframe_records": [{"text": "a"}, {"text": {"b": 1}}]}, "text at position 1 is dict"),
-    "records without text": ({"dataframe_records": [{"text": "a"}, {"id": 1}]},
-                             "text at position 1 is missing (None)"),
-    "split": ({"dataframe_split": {"columns": ["text"], "data": [["a"], [1.5]]}},
-              "text at position 1 is float (1.5), not a string"),
-    "split null": ({"dataframe_split": {"columns": ["id", "text"], "data": [[1, "a"], [2, None]]}},
-                   "text at position 1 is missing (None)"),
-    "split ragged": ({"dataframe_split": {"columns": ["text"], "data": [["a"], ["b", "c"]]}},
-                     "dataframe_split row 1 must be a list of 1 value(s)"),
+    "records without text": (
+        {"dataframe_records": [{"text": "a"}, {"id": 1}]},
+        "text at position 1 is missing (None)",
+    ),
+    "split": (
+        {"dataframe_split": {"columns": ["text"], "data": [["a"], [1.5]]}},
+        "text at position 1 is float (1.5), not a string",
+    ),
+    "split null": (
+        {"dataframe_split": {"columns": ["id", "text"], "data": [[1, "a"], [2, None]]}},
+        "text at position 1 is missing (None)",
+    ),
+    "split ragged": (
+        {"dataframe_split": {"columns": ["text"], "data": [["a"], ["b", "c"]]}},
+        "dataframe_split row 1 must be a list of 1 value(s)",
+    ),
     "csv empty cell": (b"id,text\n1,fine\n2,\n", "text at position 1 is empty"),
     "parquet number": (parquet_body(pa.array([3, 4])), "text at position 0 is int (3), not a string"),
     "empty text": ({"inputs": ["fine", ""]}, "text at position 1 is empty"),
     "blank text": ({"inputs": [" \t\n"]}, "text at position 0 is blank (whitespace only)"),
     "no texts": ({"inputs": []}, "the request holds no texts"),
-    "no text column": ({"dataframe_split": {"columns": ["review"], "data": [["great"]]}},
-                       "the input has no 'text' column (columns found: review)"),
+    "no text column": (
+        {"dataframe_split": {"columns": ["review"], "data": [["great"]]}},
+        "the input has no 'text' column (columns found: review)",
+    ),
     "no input key": ({"texts": TEXTS}, "the body must hold exactly one of inputs, instances"),
     "not JSON": (b"{", "Ensure that input is a valid JSON formatted string"),  # MLflow's own answer
 }
-CONTENT_TYPES = {"csv empty cell": "text/csv", "parquet number": "application/vnd.apache.parquet",
-                 "not JSON": "application/json"}
+CONTENT_TYPES = {
+    "csv empty cell": "text/csv",
+    "parquet number": "application/vnd.apache.parquet",
+    "not JSON": "application/json",
+}
 
 
 def test_server_refuses_what_it_cannot_read(server):
@@ -157,13 +189,15 @@ def test_server_limits_requests_and_scores_big_batches_in_chunks(server, onnx_mo
     answer = invoke(server, {"inputs": batch})
     assert answer.status_code == 200 and time.perf_counter() - started < 30
     assert [row["probability"] for row in answer.json()["predictions"]] == pytest.approx(
-        [row["probability"] for row in onnx_model.predict(batch)])
+        [row["probability"] for row in onnx_model.predict(batch)]
+    )
 
     too_many = invoke(server, {"inputs": [*batch, "one more"]})
     assert too_many.status_code == 413
     assert too_many.json()["message"] == (
         f"the request holds {max_texts + 1} texts; the limit is {max_texts} per request "
-        "(rnnlab serve --max-texts): send them in smaller batches")
+        "(rnnlab serve --max-texts): send them in smaller batches"
+    )
     body = json.dumps({"inputs": ["a" * max_bytes]}).encode()
     started = time.perf_counter()
     declared = invoke(server, body, headers={"Content-Type": "application/json"})
@@ -179,11 +213,24 @@ def test_cli_predict_from_logged_models(registered, project_root, onnx_model, tm
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("A great film, I loved it!\n\n" + "x" * 200 + "\nboring\n", encoding="utf-8")
     run_id = registered["runs"]["lstm"]
-    by_run = run_script(project_root, ["-m", "rnnlab.cli", "predict", "--model", f"runs:/{run_id}/model",
-                                       "--tracking-uri", registered["uri"], *REVIEWS[:2]])
-    by_alias = run_script(project_root, ["-m", "rnnlab.cli", "predict", "--model",
-                                         f"models:/{CHAMPION}@champion", "--file", str(reviews)],
-                          env=clean_env(MLFLOW_TRACKING_URI=registered["uri"]))
+    by_run = run_script(
+        project_root,
+        [
+            "-m",
+            "rnnlab.cli",
+            "predict",
+            "--model",
+            f"runs:/{run_id}/model",
+            "--tracking-uri",
+            registered["uri"],
+            *REVIEWS[:2],
+        ],
+    )
+    by_alias = run_script(
+        project_root,
+        ["-m", "rnnlab.cli", "predict", "--model", f"models:/{CHAMPION}@champion", "--file", str(reviews)],
+        env=clean_env(MLFLOW_TRACKING_URI=registered["uri"]),
+    )
     expected = onnx_model.predict(REVIEWS[:2])
     assert by_run.stdout.splitlines() == [
         f"{row['label']} {row['probability']:.4f}  {text}"
@@ -196,19 +243,24 @@ def test_cli_predict_from_logged_models(registered, project_root, onnx_model, tm
 
 def test_cli_predict_default_is_the_local_champion_without_torch(registered, project_root, onnx_model):
     text = "This film was a masterpiece"
-    code = (f"import sys; from rnnlab.cli import main; main(['predict', {text!r}]);"
-            " print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    code = (
+        f"import sys; from rnnlab.cli import main; main(['predict', {text!r}]);"
+        " print('torch loaded' if 'torch' in sys.modules else 'no torch')"
+    )
     done = run_script(project_root, ["-c", code], env=clean_env(RNNLAB_ROOT=str(registered["root"])))
     row = onnx_model.predict([text])[0]
     assert done.stdout.splitlines() == [f"{row['label']} {row['probability']:.4f}  {text}", "no torch"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["great"], "params.yaml is missing: run `rnnlab sync-params`, or pass --model"),
-    (["--model", "imdb-sentiment", "great"], "unknown model URI 'imdb-sentiment'"),
-    (["--file", "missing.txt"], "review file not found: missing.txt"),
-    ([], "nothing to classify"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["great"], "params.yaml is missing: run `rnnlab sync-params`, or pass --model"),
+        (["--model", "imdb-sentiment", "great"], "unknown model URI 'imdb-sentiment'"),
+        (["--file", "missing.txt"], "review file not found: missing.txt"),
+        ([], "nothing to classify"),
+    ],
+)
 def test_cli_predict_errors(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))  # an empty project: no params.yaml, no register.json
     with pytest.raises(SystemExit) as exit_info:
@@ -233,10 +285,13 @@ def test_cli_predict_unknown_registered_model(registered, project_root):
     assert "cannot load models:/no-such-model@champion" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(("texts", "message"), [
-    ([""], "rnnlab: error: text at position 0 is empty: there is nothing to classify"),
-    (["great", "  "], "rnnlab: error: text at position 1 is blank (whitespace only)"),
-])
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        ([""], "rnnlab: error: text at position 0 is empty: there is nothing to classify"),
+        (["great", "  "], "rnnlab: error: text at position 1 is blank (whitespace only)"),
+    ],
+)
 def test_cli_predict_refuses_empty_texts(registered, monkeypatch, capsys, texts, message):
     monkeypatch.setenv("RNNLAB_ROOT", str(registered["root"]))  # the local champion exists
     with pytest.raises(SystemExit) as exit_info:

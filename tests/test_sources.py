@@ -105,8 +105,13 @@ def test_test_fraction_unchecked_with_test_file():
 @pytest.mark.skipif(not MINI.exists(), reason="offline mini IMDB archive not present")
 def test_mini_archive(tmp_path):
     downloads = tmp_path / "downloads"
-    tables, info = acquire({"kind": "imdb", "uri": str(MINI), "sha256": MINI_SHA256}, "imdb", downloads,
-                           environ={}, progress=False)
+    tables, info = acquire(
+        {"kind": "imdb", "uri": str(MINI), "sha256": MINI_SHA256},
+        "imdb",
+        downloads,
+        environ={},
+        progress=False,
+    )
     assert info["reviews"] == {"train": 1000, "test": 1000}
     assert info["label_counts"]["train"] == info["label_counts"]["test"] == {"neg": 500, "pos": 500}
     assert info["sha256"] == MINI_SHA256 and info["label_names"] == ["neg", "pos"]
@@ -132,10 +137,19 @@ def test_mini_archive_and_its_extraction_give_identical_tables(tmp_path):
 def test_folder_source_reads_in_numeric_order(tmp_path):
     root = _imdb_folder(tmp_path)
     for uri in (root, tmp_path):  # the aclImdb/ folder itself, or the folder holding it
-        tables, info = acquire({"kind": "imdb", "uri": str(uri), "sha256": SHA_A}, "imdb", tmp_path / "dl",
-                               environ={}, progress=False)
+        tables, info = acquire(
+            {"kind": "imdb", "uri": str(uri), "sha256": SHA_A},
+            "imdb",
+            tmp_path / "dl",
+            environ={},
+            progress=False,
+        )
         assert tables["train"]["review_id"].to_pylist() == [
-            "train/neg/2", "train/neg/10", "train/pos/2", "train/pos/10"]
+            "train/neg/2",
+            "train/neg/10",
+            "train/pos/2",
+            "train/pos/10",
+        ]
         assert tables["test"]["label"].to_pylist() == [0, 0, 1, 1]
         assert tables["test"]["rating"].to_pylist() == [2, 2, 9, 9]
         assert info["sha256"] is None and "ignored" in info["sha256_note"]
@@ -148,7 +162,11 @@ def test_local_archive_is_checksummed_and_read(tmp_path):
     tables, info = acquire(cfg, "imdb", tmp_path / "dl", environ={}, progress=False)
     assert info["reviews"] == {"train": 4, "test": 4} and len(info["sha256"]) == 64
     assert tables["train"]["review_id"].to_pylist() == [
-        "train/neg/2", "train/neg/10", "train/pos/2", "train/pos/10"]
+        "train/neg/2",
+        "train/neg/10",
+        "train/pos/2",
+        "train/pos/10",
+    ]
     with pytest.raises(ChecksumError, match=SHA_A):
         acquire({**cfg, "sha256": SHA_A}, "imdb", tmp_path / "dl", environ={}, progress=False)
 
@@ -174,7 +192,11 @@ def test_archive_root_variants(tmp_path, arcname):
     tables, info = read_imdb_archive(archive, progress=False)
     assert info["reviews"] == {"train": 4, "test": 4}
     assert tables["test"]["review_id"].to_pylist() == [
-        "test/neg/2", "test/neg/10", "test/pos/2", "test/pos/10"]
+        "test/neg/2",
+        "test/neg/10",
+        "test/pos/2",
+        "test/pos/10",
+    ]
 
 
 def test_bad_review_name_raises_layout_error(tmp_path):
@@ -254,8 +276,12 @@ def test_csv_string_labels_stratified_split(tmp_path):
     spec = _spec(_write_csv(tmp_path / "reviews.csv"), test_fraction=0.2, seed=3)
     tables, info = read_table_source(spec)
     assert info["label_names"] == ["neg", "pos"] and info["dropped_rows"] == {"uri": 2}
-    assert info["row_hygiene"]["uri"] == {"rows": 102, "missing_text": 1, "missing_label": 1,
-                                          "labels_stripped": 0}
+    assert info["row_hygiene"]["uri"] == {
+        "rows": 102,
+        "missing_text": 1,
+        "missing_label": 1,
+        "labels_stripped": 0,
+    }
     assert info["reviews"] == {"train": 80, "test": 20}
     assert info["label_counts"]["test"] == {"neg": 12, "pos": 8}  # 60/40, as in the file
     assert tables["test"].column_names == ["text", "label", "review_id"]
@@ -309,8 +335,12 @@ def test_labels_are_stripped_and_counted(tmp_path):
     pacsv.write_csv(pa.table({"body": texts, "sentiment": labels}), path)
     tables, info = read_table_source(_spec(path, test_fraction=0.2, seed=0))
     assert info["label_names"] == ["neg", "pos"]
-    assert info["row_hygiene"]["uri"] == {"rows": 60, "missing_text": 1, "missing_label": 1,
-                                          "labels_stripped": 31}
+    assert info["row_hygiene"]["uri"] == {
+        "rows": 60,
+        "missing_text": 1,
+        "missing_label": 1,
+        "labels_stripped": 31,
+    }
     assert sum(info["reviews"].values()) == 58
 
 
@@ -337,5 +367,8 @@ def test_download_summary_reports_dropped_rows_and_classes(tmp_path):
     cfg = {"kind": "table", "uri": str(path), "text_column": "body", "label_column": "sentiment"}
     _, info = acquire(cfg, "reviews", tmp_path / "dl", environ={}, progress=False)
     facts = row_hygiene_facts(info)
-    assert facts == {"dropped": "2(missing_text=1,missing_label=1)", "labels_stripped": 0,
-                     "classes": "neg:60,pos:40"}
+    assert facts == {
+        "dropped": "2(missing_text=1,missing_label=1)",
+        "labels_stripped": 0,
+        "classes": "neg:60,pos:40",
+    }

@@ -76,8 +76,14 @@ def test_multirun_with_ddp_spawn_on_two_cpu_processes(tmp_path, project_root, da
 
 def test_optuna_search_maximises_val_acc(tmp_path, project_root, data):
     client, runs, _ = sweep(
-        tmp_path, project_root, data, "hparams_search=optuna", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.sampler.n_startup_trials=2", "trainer.max_epochs=1", "model=gru",
+        tmp_path,
+        project_root,
+        data,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "trainer.max_epochs=1",
+        "model=gru",
     )
     parent, children = split_parent(runs)
     assert len(children) == 2 and parent.info.status == "FINISHED"

@@ -22,11 +22,17 @@ def test_a_module_that_breaks_the_contract_is_named():
     vars(broken).update({k: v for k, v in vars(module).items() if k not in ("HAS_TEST", "artifacts")})
     broken.evaluate = lambda cfg, model, folder: None
     assert contract_gaps(broken) == [
-        "no HAS_TEST", "no function artifacts(cfg)", "evaluate(cfg, model, folder) instead of "
-        "evaluate(cfg, name, model, data, folder)",
+        "no HAS_TEST",
+        "no function artifacts(cfg)",
+        "evaluate(cfg, model, folder) instead of evaluate(cfg, name, model, data, folder)",
     ]
     assert set(Task.__annotations__) == {
-        "HAS_TEST", "COMPARE", "COMPARE_HEADER", "MONITORS", "SOURCE_KINDS", "RULES"
+        "HAS_TEST",
+        "COMPARE",
+        "COMPARE_HEADER",
+        "MONITORS",
+        "SOURCE_KINDS",
+        "RULES",
     }
 
 

@@ -103,8 +103,12 @@ def test_charlm_pipeline_runs_every_stage_once_and_generates(tmp_path, project_r
     generate = ["rnnlab", "generate", "--prompt", "ROMEO:", "--temperature", "0.8", "--length", "40"]
     text = run(generate, work, env)
     assert text.startswith("ROMEO:") and len(text.rstrip("\n")) >= len("ROMEO:") + 40
-    refused = run(["python", "pipelines/train.py", "task=charlm", "model=bilstm", "experiment=smoke_charlm"],
-                  work, env, expect_rc=2)
+    refused = run(
+        ["python", "pipelines/train.py", "task=charlm", "model=bilstm", "experiment=smoke_charlm"],
+        work,
+        env,
+        expect_rc=2,
+    )
     assert "model.bidirectional=true is not allowed; allowed: false (a language model generates" in refused
 
 
@@ -159,6 +163,8 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
     assert "rnnlab: error: sentence 2 (' ') has no words to translate" in blank
     refused = run(
         ["python", "pipelines/train.py", "experiment=smoke_translate", "task.decoder.bidirectional=true"],
-        work, env, expect_rc=2,
+        work,
+        env,
+        expect_rc=2,
     )
     assert "task.decoder.bidirectional=true is not allowed; allowed: false (the decoder writes" in refused

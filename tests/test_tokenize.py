@@ -27,8 +27,10 @@ def tokens(text: str, cfg: TokenizerConfig = WORD) -> list[str]:
         ("<i>Italic</i> and <a href='x.html'>link</a>", ["italic", "and", "link"]),
         ("a < b and c > d", ["a", "<", "b", "and", "c", ">", "d"]),
         ("Wow!!! Really?!", ["wow", "!", "!", "!", "really", "?", "!"]),
-        ('He said "no", then (quietly) left...', ["he", "said", '"', "no", '"', ",", "then", "(", "quietly",
-                                                   ")", "left", ".", ".", "."]),
+        (
+            'He said "no", then (quietly) left...',
+            ["he", "said", '"', "no", '"', ",", "then", "(", "quietly", ")", "left", ".", ".", "."],
+        ),
         ("10/10 and 7.5 stars, $20", ["10", "/", "10", "and", "7", ".", "5", "stars", ",", "$", "20"]),
         ("snake_case", ["snake", "_", "case"]),
         ("Café ÜNÏCODE naïve 東京", ["café", "ünïcode", "naïve", "東京"]),

@@ -43,12 +43,25 @@ def test_fast_dev_run_of_every_cell(data, cell, bidirectional, pooling, schedule
     encoded, _ = data
     L.seed_everything(0)
     dm = SequenceDataModule(encoded, batch_size=8)
-    encoder = {"cell": cell, "bidirectional": bidirectional, "num_layers": 2, "hidden_size": 8,
-               "embedding_dim": 8, "pooling": pooling, "dropout": 0.1}
+    encoder = {
+        "cell": cell,
+        "bidirectional": bidirectional,
+        "num_layers": 2,
+        "hidden_size": 8,
+        "embedding_dim": 8,
+        "pooling": pooling,
+        "dropout": 0.1,
+    }
     model = SequenceClassifier(dm.vocab_size, dm.num_classes, encoder, scheduler=scheduler)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=dm)
     assert trainer.state.finished and trainer.global_step == 2
     metrics = trainer.callback_metrics
@@ -70,8 +83,13 @@ GRU_PARAMS = 3 * 8 * (8 + 8 + 2) + VOCAB_SIZE * 8 + (8 * 2 + 2)
 
 
 def train_run(project_root: Path, work: Path, encoded: Path, prepared: Path, uri: str, *extra: str) -> dict:
-    args = [*tiny_overrides(work, encoded, prepared, uri), "model=gru", "trainer.max_epochs=2",
-            "logger.system_metrics_s=1", *extra]
+    args = [
+        *tiny_overrides(work, encoded, prepared, uri),
+        "model=gru",
+        "trainer.max_epochs=2",
+        "logger.system_metrics_s=1",
+        *extra,
+    ]
     run_train(project_root, args)
     return json.loads((run_folders(work, "gru")[-1] / "report.json").read_text())
 
@@ -107,7 +125,12 @@ def test_train_writes_checkpoints_and_summary(trained):
     for run in ("run1", "run2"):
         (folder,) = run_folders(work / run, "gru")  # a one-off run keeps everything in its own folder
         assert sorted(p.name for p in folder.iterdir()) == [
-            "checkpoints", "diagnostics", "history.csv", "metrics.json", "report.json", "summary.txt"
+            "checkpoints",
+            "diagnostics",
+            "history.csv",
+            "metrics.json",
+            "report.json",
+            "summary.txt",
         ]
         assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
         assert f"Total params: {GRU_PARAMS:,}" in (folder / "summary.txt").read_text()
@@ -132,10 +155,19 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         # The composed config, flattened with "/", and the LightningModule's own hyperparameters.
         params = run.data.params
         expected = {
-            "model/hidden_size": "8", "model/embedding_dim": "8", "model/cell": "gru", "model/name": "gru",
-            "trainer/max_epochs": "2", "seed": "42", "optim/lr": "0.03", "data/loader/batch_size": "8",
-            "paths/encoded_dir": str(encoded), "ckpt_path": "None", "vocab_size": str(VOCAB_SIZE),
-            "num_classes": "2", "param_count": str(GRU_PARAMS),
+            "model/hidden_size": "8",
+            "model/embedding_dim": "8",
+            "model/cell": "gru",
+            "model/name": "gru",
+            "trainer/max_epochs": "2",
+            "seed": "42",
+            "optim/lr": "0.03",
+            "data/loader/batch_size": "8",
+            "paths/encoded_dir": str(encoded),
+            "ckpt_path": "None",
+            "vocab_size": str(VOCAB_SIZE),
+            "num_classes": "2",
+            "param_count": str(GRU_PARAMS),
         }
         assert {key: params.get(key) for key in expected} == expected
 
@@ -190,8 +222,12 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         histories.append(history)
 
         artifacts = {a.path: a.is_dir for a in client.list_artifacts(run_id)}
-        assert artifacts == {"config.yaml": False, "model_summary.txt": False, "vocab.json": False,
-                             "diagnostics": True}
+        assert artifacts == {
+            "config.yaml": False,
+            "model_summary.txt": False,
+            "vocab.json": False,
+            "diagnostics": True,
+        }
         diagnostics = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "diagnostics")}
         assert {"gradient_flow.csv", "recurrent_weights.csv", "clipping.csv"} <= diagnostics
         local = Path(client.download_artifacts(run_id, "", str(work / "downloads" / run_id)))
@@ -242,11 +278,14 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, project_root, da
     assert "ckpt_path='last': no checkpoint at" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("model.cell=transformer", "model.cell='transformer' is not allowed; allowed: one of rnn, lstm, gru"),
-    ("model.pooling=sum", "model.pooling='sum' is not allowed"),
-    ("optim.scheduler=cosine", "optim.scheduler='cosine' is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.cell=transformer", "model.cell='transformer' is not allowed; allowed: one of rnn, lstm, gru"),
+        ("model.pooling=sum", "model.pooling='sum' is not allowed"),
+        ("optim.scheduler=cosine", "optim.scheduler='cosine' is not allowed"),
+    ],
+)
 def test_invalid_model_config_is_a_clear_error(tmp_path, project_root, data, override, message):
     encoded, prepared = data
     args = [*tiny_overrides(tmp_path, encoded, prepared, f"sqlite:///{tmp_path / 'mlflow.db'}"), override]

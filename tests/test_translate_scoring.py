@@ -30,10 +30,17 @@ def test_bleu_by_length_scores_each_bucket_on_its_own_sentences():
         source_lengths=np.array([2, 7]),
     )
     found = bleu_by_length(decoded, [5, 10], lowercase=True)
-    assert found == {"<=5": {"bleu": pytest.approx(100.0), "n": 1}, "6-10": {"bleu": 0.0, "n": 1},
-                     ">10": {"bleu": None, "n": 0}}
+    assert found == {
+        "<=5": {"bleu": pytest.approx(100.0), "n": 1},
+        "6-10": {"bleu": 0.0, "n": 1},
+        ">10": {"bleu": None, "n": 0},
+    }
     report = {"bleu": 50.0, "chrf": 40.0, "val_bleu": 45.0, "val_chrf": 41.0, "length_buckets": found}
     assert mlflow_metrics(report) == {
-        "test/bleu": 50.0, "test/chrf": 40.0, "val/bleu": 45.0, "val/chrf": 41.0,
-        "test/bleu_len_le5": pytest.approx(100.0), "test/bleu_len_6_10": 0.0,
+        "test/bleu": 50.0,
+        "test/chrf": 40.0,
+        "val/bleu": 45.0,
+        "val/chrf": 41.0,
+        "test/bleu_len_le5": pytest.approx(100.0),
+        "test/bleu_len_6_10": 0.0,
     }

@@ -113,9 +113,13 @@ def test_load_rejects_other_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"max_size": 2}, "data.vocab.max_size"), ({"max_size": 0}, "data.vocab.max_size"),
-     ({"max_size": 10.5}, "data.vocab.max_size"), ({"min_freq": 0}, "data.vocab.min_freq"),
-     ({"min_freq": True}, "data.vocab.min_freq")],
+    [
+        ({"max_size": 2}, "data.vocab.max_size"),
+        ({"max_size": 0}, "data.vocab.max_size"),
+        ({"max_size": 10.5}, "data.vocab.max_size"),
+        ({"min_freq": 0}, "data.vocab.min_freq"),
+        ({"min_freq": True}, "data.vocab.min_freq"),
+    ],
 )
 def test_bad_values_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):

@@ -16,8 +16,12 @@ ROWS = {"train": 1400, "val": 300, "test": 300}  # 2,000 rows split 70/15/15
 
 
 def data_cfg(features=FEATURES, val=0.15, test=0.15) -> dict:
-    return {"columns": {"time": None, "target": "Demand", "features": features}, "missing": "error",
-            "split": {"val_fraction": val, "test_fraction": test}, "scaling": "standard"}
+    return {
+        "columns": {"time": None, "target": "Demand", "features": features},
+        "missing": "error",
+        "split": {"val_fraction": val, "test_fraction": test},
+        "scaling": "standard",
+    }
 
 
 @pytest.fixture(scope="module")

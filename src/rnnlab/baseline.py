@@ -63,15 +63,28 @@ def vectorizer(settings: BaselineSettings, level: str) -> TfidfVectorizer:
     """Word (or character, for `data.tokenizer.level: char`) 1..ngram_max-grams, sublinear TF."""
     ngrams = (1, settings.ngram_max)
     if level == "char":
-        return TfidfVectorizer(analyzer="char", ngram_range=ngrams, min_df=settings.min_df,
-                               lowercase=False, sublinear_tf=True)
-    return TfidfVectorizer(tokenizer=str.split, token_pattern=None, preprocessor=None, lowercase=False,
-                           ngram_range=ngrams, min_df=settings.min_df, sublinear_tf=True)
+        return TfidfVectorizer(
+            analyzer="char", ngram_range=ngrams, min_df=settings.min_df, lowercase=False, sublinear_tf=True
+        )
+    return TfidfVectorizer(
+        tokenizer=str.split,
+        token_pattern=None,
+        preprocessor=None,
+        lowercase=False,
+        ngram_range=ngrams,
+        min_df=settings.min_df,
+        sublinear_tf=True,
+    )
 
 
 def fit_and_score(
-    tokens: dict[str, pa.ListArray], labels: dict[str, np.ndarray], level: str, settings: BaselineSettings,
-    edges: list[int], positive: int, seed: int,
+    tokens: dict[str, pa.ListArray],
+    labels: dict[str, np.ndarray],
+    level: str,
+    settings: BaselineSettings,
+    edges: list[int],
+    positive: int,
+    seed: int,
 ) -> BaselineResult:
     """Fit TF-IDF on train, one logistic regression per C; keep the best on validation; score it on test."""
     started = time.perf_counter()
@@ -93,8 +106,11 @@ def fit_and_score(
         counts.long(),
     )
     return BaselineResult(
-        chosen_C=float(chosen), val_acc=val_acc, test=evaluation.evaluate(preds, edges, positive),
-        features=int(x_train.shape[1]), coefficients=int(model.coef_.size + model.intercept_.size),
+        chosen_C=float(chosen),
+        val_acc=val_acc,
+        test=evaluation.evaluate(preds, edges, positive),
+        features=int(x_train.shape[1]),
+        coefficients=int(model.coef_.size + model.intercept_.size),
         train_seconds=train_seconds,
     )
 

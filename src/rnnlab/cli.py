@@ -16,7 +16,6 @@ from rnnlab.io import read_json
 from rnnlab.stage import report_errors
 
 if TYPE_CHECKING:
-
     from rnnlab.serving import OnnxSentimentModel
 
 REGISTER_REPORT = "<reports_dir>/register.json"  # of the selected data set (params.yaml: paths.reports_dir)
@@ -74,8 +73,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     mlflow.set_tracking_uri(tracking_uri(args.tracking_uri, root))  # where models:/ URIs resolve
     app = build_app(model_uri, args.max_texts, args.max_bytes)
-    print(f"[serve] model={model_uri} url=http://{args.host}:{args.port}/invocations "
-          f"max_texts={args.max_texts} max_bytes={args.max_bytes}", flush=True)
+    print(
+        f"[serve] model={model_uri} url=http://{args.host}:{args.port}/invocations "
+        f"max_texts={args.max_texts} max_bytes={args.max_bytes}",
+        flush=True,
+    )
     serve(app, args.host, args.port)
     return 0
 
@@ -85,8 +87,10 @@ def _champion_report(root: Path) -> Path:
     paths = pipeline_params(root / "params.yaml", "rnnlab sync-params", "pass --model").paths
     report = resolve_path(paths.reports_dir, root) / "register.json"
     if not report.is_file():
-        raise RnnlabError(f"no champion model yet ({report} is missing): run `dvc repro`, "
-                          "or pass --model models:/<name>@<alias> or runs:/<run_id>/model")
+        raise RnnlabError(
+            f"no champion model yet ({report} is missing): run `dvc repro`, "
+            "or pass --model models:/<name>@<alias> or runs:/<run_id>/model"
+        )
     return report
 
 
@@ -183,18 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve the champion model over HTTP (MLflow's scoring server with request checks and limits)",
-        description="POST /invocations with {\"inputs\": [texts]} (or dataframe_split/dataframe_records/"
+        description='POST /invocations with {"inputs": [texts]} (or dataframe_split/dataframe_records/'
         "instances, CSV, parquet); non-strings and blank texts get 400, requests over the limits 413.",
     )
-    serve.add_argument("--model", help="models:/<name>@<alias> or runs:/<run_id>/model "
-                       f"(default: the champion named in {REGISTER_REPORT})")
+    serve.add_argument(
+        "--model",
+        help="models:/<name>@<alias> or runs:/<run_id>/model "
+        f"(default: the champion named in {REGISTER_REPORT})",
+    )
     serve.add_argument("--tracking-uri", help="MLflow store of --model (default as for predict)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=5001, help="port (default: %(default)s)")
-    serve.add_argument("--max-texts", type=int, default=MAX_TEXTS,
-                       help="texts per request; more get HTTP 413 (default: %(default)s)")
-    serve.add_argument("--max-bytes", type=int, default=MAX_BYTES,
-                       help="request body size in bytes; larger gets HTTP 413 (default: %(default)s)")
+    serve.add_argument(
+        "--max-texts",
+        type=int,
+        default=MAX_TEXTS,
+        help="texts per request; more get HTTP 413 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_BYTES,
+        help="request body size in bytes; larger gets HTTP 413 (default: %(default)s)",
+    )
     serve.set_defaults(func=_serve)
     add_task_parsers(commands)
     add_server_parser(commands)

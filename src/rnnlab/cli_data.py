@@ -16,13 +16,22 @@ from rnnlab.stage import report_errors
 def _add(args: argparse.Namespace) -> int:
     root = project_root()
     path, facts = catalog.add_table(
-        root, args.name, args.path, args.text_column, args.label_column, test_path=args.test_path,
-        test_fraction=args.test_fraction, positive_label=args.positive_label, force=args.force,
+        root,
+        args.name,
+        args.path,
+        args.text_column,
+        args.label_column,
+        test_path=args.test_path,
+        test_fraction=args.test_fraction,
+        positive_label=args.positive_label,
+        force=args.force,
     )
     classes = ",".join(f"{label}:{count}" for label, count in facts["classes"].items())
     dropped = sum(facts["dropped"].values())
-    print(f"[data add] wrote {path.relative_to(root)} rows={sum(facts['rows'].values())} classes={classes} "
-          f"dropped={dropped}")
+    print(
+        f"[data add] wrote {path.relative_to(root)} rows={sum(facts['rows'].values())} classes={classes} "
+        f"dropped={dropped}"
+    )
     if args.use:
         _report_use(root, args.name)
     else:
@@ -42,9 +51,11 @@ def _report_use(root: Path, name: str) -> None:
 
     previous = catalog.use(root, name)
     params, _ = sync_params(root, DEFAULT_TASK)
-    print(f"[data use] data={name} (was {previous}): conf/config.yaml selects it and "
-          f"{params.relative_to(root)} is composed from it; `dvc repro`, `dvc exp run` and "
-          "`python pipelines/...` use it from now on")
+    print(
+        f"[data use] data={name} (was {previous}): conf/config.yaml selects it and "
+        f"{params.relative_to(root)} is composed from it; `dvc repro`, `dvc exp run` and "
+        "`python pipelines/...` use it from now on"
+    )
 
 
 @report_errors
@@ -60,12 +71,14 @@ def _show(args: argparse.Namespace) -> int:
 
 def add_data_parser(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser(
-        "data", help="your own labelled table as a data set (conf/data/<name>.yaml)",
+        "data",
+        help="your own labelled table as a data set (conf/data/<name>.yaml)",
         description="README, 'Bring your own data'.",
     )
     actions = data.add_subparsers(dest="action", required=True)
     add = actions.add_parser(
-        "add", help="check a CSV/parquet table and write conf/data/<name>.yaml for it",
+        "add",
+        help="check a CSV/parquet table and write conf/data/<name>.yaml for it",
         description="Reads the table as the download stage will (columns, label hygiene, at least two "
         "classes) and records its sha256.",
     )

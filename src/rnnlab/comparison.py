@@ -26,9 +26,7 @@ BASELINE_NOTE = (  # compare.md's word on that row
 )
 
 
-def read_reports(
-    models: list[str], reports_dir: Path, baseline: bool = False
-) -> dict[str, dict[str, dict]]:
+def read_reports(models: list[str], reports_dir: Path, baseline: bool = False) -> dict[str, dict[str, dict]]:
     """`{model: {"train": ..., "eval": ...}}` from the train and evaluate stages' reports, then (`baseline`)
     the baseline stage's `baseline/{train,metrics}.json` as the row `BASELINE`."""
     if baseline and BASELINE in models:

@@ -58,7 +58,9 @@ class Evaluation:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str = "cpu",
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> Predictions:
     """Run `model(ids, lengths)` over `batches` in eval mode; probabilities are the softmax of its logits."""
@@ -182,7 +184,5 @@ def plot_tables(result: Evaluation, label_names: Sequence[str]) -> dict[str, pd.
         "confusion": pd.DataFrame(
             {"actual": names[result.labels.numpy()], "predicted": names[result.predicted.numpy()]}
         ),
-        "length_buckets": pd.DataFrame(
-            [{"bucket": b.name, "n": b.n, "acc": b.acc} for b in result.buckets]
-        ),
+        "length_buckets": pd.DataFrame([{"bucket": b.name, "n": b.n, "acc": b.acc} for b in result.buckets]),
     }

@@ -29,7 +29,10 @@ def save(figure: Figure, path: str | os.PathLike) -> None:
 
 
 def roc_curve(
-    fpr: Sequence[float], tpr: Sequence[float], path: str | os.PathLike, title: str = "ROC",
+    fpr: Sequence[float],
+    tpr: Sequence[float],
+    path: str | os.PathLike,
+    title: str = "ROC",
     auroc: float | None = None,
 ) -> None:
     """True against false positive rate, with the chance diagonal; `auroc` goes into the legend."""
@@ -43,7 +46,9 @@ def roc_curve(
 
 
 def precision_recall_curve(
-    recall: Sequence[float], precision: Sequence[float], path: str | os.PathLike,
+    recall: Sequence[float],
+    precision: Sequence[float],
+    path: str | os.PathLike,
     title: str = "Precision-recall",
 ) -> None:
     """Precision against recall."""
@@ -54,7 +59,10 @@ def precision_recall_curve(
 
 
 def confusion_matrix(
-    matrix: np.ndarray, label_names: Sequence[str], path: str | os.PathLike, title: str = "Confusion matrix",
+    matrix: np.ndarray,
+    label_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "Confusion matrix",
 ) -> None:
     """Counts with rows = actual and columns = predicted class, each cell annotated."""
     matrix = np.asarray(matrix)
@@ -67,13 +75,22 @@ def confusion_matrix(
     ax.set_yticklabels(label_names)
     dark = matrix > matrix.max() / 2
     for (row, column), count in np.ndenumerate(matrix):
-        ax.text(column, row, f"{count:,}", ha="center", va="center",
-                color="white" if dark[row, column] else "black")
+        ax.text(
+            column,
+            row,
+            f"{count:,}",
+            ha="center",
+            va="center",
+            color="white" if dark[row, column] else "black",
+        )
     save(figure, path)
 
 
 def bucket_accuracy(
-    buckets: Sequence[str], acc: Sequence[float | None], n: Sequence[int], path: str | os.PathLike,
+    buckets: Sequence[str],
+    acc: Sequence[float | None],
+    n: Sequence[int],
+    path: str | os.PathLike,
     title: str = "Accuracy by review length",
 ) -> None:
     """One bar per bucket labelled with its accuracy and size; an empty bucket (acc None) is marked so."""
@@ -134,8 +151,12 @@ def score_by_length(
     values = buckets.to_numpy(dtype=float)
     low = np.nanmin(values) if buckets.size else 0.0
     high = top if top is not None else (np.nanmax(values) * 1.15 if buckets.size else 1.0)
-    ax.set(xlabel=length, ylabel=score, title=f"{score.capitalize()} by {length.split(' (')[0]}",
-           ylim=(max(0.0, low - 0.05 * high), high))
+    ax.set(
+        xlabel=length,
+        ylabel=score,
+        title=f"{score.capitalize()} by {length.split(' (')[0]}",
+        ylim=(max(0.0, low - 0.05 * high), high),
+    )
     ax.legend(ncols=len(buckets), loc="upper center", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     save(figure, path)

@@ -168,8 +168,10 @@ class OnnxSentimentModel:
         names = {node.name for node in self.session.get_inputs()}
         outputs = [node.name for node in self.session.get_outputs()]
         if names != {"ids", "lengths"} or "probs" not in outputs:
-            raise RnnlabError(f"{path} has inputs {sorted(names)} and outputs {outputs}; "
-                              "expected inputs ids, lengths and output probs (rnnlab.export)")
+            raise RnnlabError(
+                f"{path} has inputs {sorted(names)} and outputs {outputs}; "
+                "expected inputs ids, lengths and output probs (rnnlab.export)"
+            )
         self.encoder = encoder
         self.batch_size = batch_size
         self.text_columns = tuple(text_columns)
@@ -200,8 +202,10 @@ class OnnxSentimentModel:
             feed = {"ids": np.ascontiguousarray(ids[:, :width]), "lengths": lengths}
             probs = self.session.run(["probs"], feed)[0]
             if probs.shape[1] != len(self.label_names):
-                raise RnnlabError(f"the ONNX model gives {probs.shape[1]} classes but meta.json names "
-                                  f"{len(self.label_names)}: {', '.join(self.label_names)}")
+                raise RnnlabError(
+                    f"the ONNX model gives {probs.shape[1]} classes but meta.json names "
+                    f"{len(self.label_names)}: {', '.join(self.label_names)}"
+                )
             parts.append(probs)
         return np.concatenate(parts) if parts else np.zeros((0, len(self.label_names)), np.float32)
 

@@ -29,7 +29,11 @@ def set_threads(threads: int | None) -> int:
 
 
 def build_callbacks(
-    checkpoint_dir: Path, monitor: str, mode: str, early_stopping_patience: int, diagnostics_dir: Path,
+    checkpoint_dir: Path,
+    monitor: str,
+    mode: str,
+    early_stopping_patience: int,
+    diagnostics_dir: Path,
     checkpoint_every_n_steps: int = 0,
 ) -> list:
     """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names; `last.ckpt` also

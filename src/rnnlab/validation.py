@@ -45,7 +45,13 @@ LABEL = either(
     text(), Rule(is_int, "an integer"), bad=("",), allowed="a label of the data (a string or an integer)"
 )
 PATHS = (
-    "data_dir", "downloads_dir", "raw_dir", "prepared_dir", "encoded_dir", "models_dir", "reports_dir",
+    "data_dir",
+    "downloads_dir",
+    "raw_dir",
+    "prepared_dir",
+    "encoded_dir",
+    "models_dir",
+    "reports_dir",
     "runs_dir",
 )
 PRECISIONS = tuple(value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal))
@@ -84,8 +90,11 @@ RULES: dict[str, Rule] = {
     "compare.models": items(text(), unique=True),
     "registry.model_name": nullable(text(), "<data.name>-sentiment"),
     **{f"paths.{key}": text() for key in PATHS},
-    "data.name": Rule(lambda v: isinstance(v, str) and bool(re.fullmatch(NAME_PATTERN, v)), NAME_ALLOWED,
-                      bad=("../imdb", "My Reviews")),
+    "data.name": Rule(
+        lambda v: isinstance(v, str) and bool(re.fullmatch(NAME_PATTERN, v)),
+        NAME_ALLOWED,
+        bad=("../imdb", "My Reviews"),
+    ),
     "data.source.uri": nullable(text(), "set RNNLAB_<NAME>_SOURCE"),
     "data.source.sha256": nullable(
         passes(lambda v: sources.checked_sha256(v, ""), "64 hexadecimal digits", ("abc",)), "not checked"
@@ -145,7 +154,6 @@ RULES: dict[str, Rule] = {
     "task.kind": choice(KINDS),
     "task.mode": choice(MODES),
 }
-
 
 
 def rules_for(kind: str) -> dict[str, Rule]:

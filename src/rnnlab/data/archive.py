@@ -26,7 +26,12 @@ from tqdm.auto import tqdm
 from rnnlab.errors import ArchiveError
 
 _CORRUPT = (
-    EOFError, tarfile.ReadError, tarfile.CompressionError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
+    EOFError,
+    tarfile.ReadError,
+    tarfile.CompressionError,
+    zlib.error,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
     zipfile.BadZipFile,
 )
 _PROGRESS_MIN_BYTES = 4 << 20
@@ -126,6 +131,7 @@ def _byte_bar(archive: Path, raw: BinaryIO, progress: bool) -> Iterator[Callable
     """Yield a callable that moves a progress bar (shown for large archives) to `raw`'s read position."""
     size = archive.stat().st_size
     quiet = not progress or size < _PROGRESS_MIN_BYTES
-    with tqdm(total=size, desc=f"read {archive.name}", unit="B", unit_scale=True, unit_divisor=1024,
-              disable=quiet) as bar:
+    with tqdm(
+        total=size, desc=f"read {archive.name}", unit="B", unit_scale=True, unit_divisor=1024, disable=quiet
+    ) as bar:
         yield (lambda: None) if quiet else (lambda: bar.update(raw.tell() - bar.n))

@@ -56,8 +56,12 @@ def add_table(
         if value is not None and not value.endswith(TABLE_SUFFIXES):
             raise ConfigError(f"{key} {value!r}: a table must end with one of {', '.join(TABLE_SUFFIXES)}")
     source = {
-        "kind": "table", "uri": path, "text_column": text_column, "label_column": label_column,
-        "test_uri": test_path, "test_fraction": test_fraction,
+        "kind": "table",
+        "uri": path,
+        "text_column": text_column,
+        "label_column": label_column,
+        "test_uri": test_path,
+        "test_fraction": test_fraction,
     }
     spec = resolve_source(source, name, environ={})
     for file in filter(None, (spec.uri, spec.test_uri)):
@@ -68,8 +72,11 @@ def add_table(
     if positive_label is not None and positive_label not in labels:
         known = ", ".join(labels)
         raise ConfigError(f"--positive-label {positive_label!r} is not a label of the table: {known}")
-    source.update(uri=_shown(spec.uri, root), sha256=sha256_file(spec.uri), test_uri=spec.test_uri and
-                  _shown(spec.test_uri, root))
+    source.update(
+        uri=_shown(spec.uri, root),
+        sha256=sha256_file(spec.uri),
+        test_uri=spec.test_uri and _shown(spec.test_uri, root),
+    )
     config = {"defaults": ["table", "_self_"], "name": name, "source": source}
     config["positive_label"] = positive_label
     counts = {label: sum(split[label] for split in info["label_counts"].values()) for label in labels}
@@ -102,8 +109,10 @@ def use(root: Path, name: str) -> str:
     """Make `name` the data set of conf/config.yaml's defaults list; return the one it replaces."""
     if not data_file(root, name).is_file():
         known = sorted(p.stem for p in (root / "conf" / "data").glob("*.yaml"))
-        raise ConfigError(f"no data set {name!r} (conf/data/{name}.yaml); known: {', '.join(known)}. "
-                          "Add a table with `rnnlab data add`.")
+        raise ConfigError(
+            f"no data set {name!r} (conf/data/{name}.yaml); known: {', '.join(known)}. "
+            "Add a table with `rnnlab data add`."
+        )
     config = root / "conf" / "config.yaml"
     previous = selected(root)
     text = SELECTION.sub(lambda m: f"{m.group(1)}{name}{m.group(3)}", config.read_text(encoding="utf-8"), 1)

@@ -72,8 +72,10 @@ def local_copy(
     if not is_url(uri):
         path = Path(uri)
         if not path.is_file():
-            raise DataSourceError(f"Data source {path} does not exist; check data.source.uri and the "
-                                  "RNNLAB_<DATASET>_SOURCE variable.")
+            raise DataSourceError(
+                f"Data source {path} does not exist; check data.source.uri and the "
+                "RNNLAB_<DATASET>_SOURCE variable."
+            )
         return path, verify_sha256(path, expected)
     dest = Path(downloads_dir) / (unquote(Path(urlparse(uri).path).name) or "download")
     if dest.is_file() and expected and sha256_file(dest) == expected.lower():
@@ -179,8 +181,15 @@ def _write_body(
     """Append (206) or write from zero (200) the raw, undecoded body to `part` with a progress bar."""
     with (
         open(part, "ab" if start else "wb") as out,
-        tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-             desc=part.name.removesuffix(".part"), disable=not progress) as bar,
+        tqdm(
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name.removesuffix(".part"),
+            disable=not progress,
+        ) as bar,
     ):
         for block in resp.raw.stream(chunk, decode_content=False):
             out.write(block)

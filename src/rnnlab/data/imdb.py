@@ -36,8 +36,13 @@ def read_imdb_folder(root: str | os.PathLike, progress: bool = True) -> Tables:
     root = Path(root)
     root = root / _prefix(lambda rel: (root / rel).is_dir())
     _check_layout(lambda rel: (root / rel).is_dir(), str(root))
-    names = [f"{split}/{label}/{entry.name}" for split in IMDB_SPLITS for label in IMDB_LABELS
-             for entry in os.scandir(root / split / label) if entry.name.endswith(".txt") and entry.is_file()]
+    names = [
+        f"{split}/{label}/{entry.name}"
+        for split in IMDB_SPLITS
+        for label in IMDB_LABELS
+        for entry in os.scandir(root / split / label)
+        if entry.name.endswith(".txt") and entry.is_file()
+    ]
     bar = tqdm(names, desc="read reviews", unit="file", disable=not progress)
     return _tables(((name, (root / name).read_bytes()) for name in bar), str(root))
 
@@ -49,8 +54,11 @@ def read_imdb_archive(archive: str | os.PathLike, progress: bool = True) -> Tabl
     folders = {parent for name in files for parent in _parents(name)}
     prefix = _prefix(folders.__contains__)
     _check_layout(lambda rel: prefix + rel in folders, f"Archive {archive}")
-    reviews = [(name[len(prefix):], data) for name, data in files.items()
-               if name.startswith(prefix) and _BELOW_ROOT.fullmatch(name[len(prefix):])]
+    reviews = [
+        (name[len(prefix) :], data)
+        for name, data in files.items()
+        if name.startswith(prefix) and _BELOW_ROOT.fullmatch(name[len(prefix) :])
+    ]
     return _tables(reviews, f"archive {archive}")
 
 
@@ -72,8 +80,13 @@ def _prefix(has_folder: Callable[[str], bool]) -> str:
 def _check_layout(has_folder: Callable[[str], bool], where: str) -> None:
     """Raise LayoutError naming the missing split and label folders."""
     missing = [f"{split}/" for split in IMDB_SPLITS if not has_folder(split)]
-    missing += [f"{split}/{label}/" for split in IMDB_SPLITS if has_folder(split)
-                for label in IMDB_LABELS if not has_folder(f"{split}/{label}")]
+    missing += [
+        f"{split}/{label}/"
+        for split in IMDB_SPLITS
+        if has_folder(split)
+        for label in IMDB_LABELS
+        if not has_folder(f"{split}/{label}")
+    ]
     if missing:
         raise LayoutError(
             f"{where} does not hold the aclImdb layout: missing {', '.join(missing)}. Expected aclImdb/"
@@ -95,8 +108,13 @@ def _tables(files: Iterable[tuple[str, bytes]], where: str) -> Tables:
         if not match:
             raise LayoutError(f"Unexpected file {rel!r} in {where}: reviews are named <id>_<rating>.txt.")
         rows[split].append((IMDB_LABELS.index(label), int(match[1]), int(match[2]), name, data))
-    info: dict = {"label_names": list(IMDB_LABELS), "reviews": {}, "label_counts": {},
-                  "non_utf8_reviews": {}, "empty_reviews": {}}
+    info: dict = {
+        "label_names": list(IMDB_LABELS),
+        "reviews": {},
+        "label_counts": {},
+        "non_utf8_reviews": {},
+        "empty_reviews": {},
+    }
     tables = {}
     for split in IMDB_SPLITS:
         tables[split], stats = _split_table(split, sorted(rows[split]))
@@ -115,12 +133,18 @@ def _split_table(split: str, rows: list) -> tuple[pa.Table, dict]:
             texts.append(raw.decode("utf-8", errors="replace"))
             non_utf8 += 1
     labels = [row[0] for row in rows]
-    table = pa.table({
-        "text": pa.array(texts, pa.string()),
-        "label": pa.array(labels, pa.int8()),
-        "rating": pa.array([row[2] for row in rows], pa.int8()),
-        "review_id": pa.array([f"{split}/{IMDB_LABELS[row[0]]}/{row[1]}" for row in rows], pa.string()),
-    })
+    table = pa.table(
+        {
+            "text": pa.array(texts, pa.string()),
+            "label": pa.array(labels, pa.int8()),
+            "rating": pa.array([row[2] for row in rows], pa.int8()),
+            "review_id": pa.array([f"{split}/{IMDB_LABELS[row[0]]}/{row[1]}" for row in rows], pa.string()),
+        }
+    )
     counts = np.bincount(labels, minlength=len(IMDB_LABELS)).tolist()
-    return table, {"reviews": len(rows), "label_counts": dict(zip(IMDB_LABELS, counts, strict=True)),
-                   "non_utf8_reviews": non_utf8, "empty_reviews": sum(not text.strip() for text in texts)}
+    return table, {
+        "reviews": len(rows),
+        "label_counts": dict(zip(IMDB_LABELS, counts, strict=True)),
+        "non_utf8_reviews": non_utf8,
+        "empty_reviews": sum(not text.strip() for text in texts),
+    }

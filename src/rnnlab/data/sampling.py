@@ -38,7 +38,10 @@ class ResumableBatchSampler(BatchSampler):
     `start` is an `__init__` argument so that it survives Lightning re-creating the sampler under DDP."""
 
     def __init__(
-        self, sampler: Sampler[int] | Sequence[int], batch_size: int, drop_last: bool,
+        self,
+        sampler: Sampler[int] | Sequence[int],
+        batch_size: int,
+        drop_last: bool,
         start: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(sampler, batch_size, drop_last)

@@ -137,9 +137,13 @@ def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
     source file>".
     """
     rows, hygiene = _labelled_rows(spec.uri, spec, "data.source.uri")
-    info: dict = {"text_column": spec.text_column, "label_column": spec.label_column,
-                  "test_uri": spec.test_uri, "dropped_rows": {"uri": hygiene.dropped},
-                  "row_hygiene": {"uri": hygiene.as_dict()}}
+    info: dict = {
+        "text_column": spec.text_column,
+        "label_column": spec.label_column,
+        "test_uri": spec.test_uri,
+        "dropped_rows": {"uri": hygiene.dropped},
+        "row_hygiene": {"uri": hygiene.as_dict()},
+    }
     test_rows = None
     if spec.test_uri:
         test_rows, test_hygiene = _labelled_rows(spec.test_uri, spec, "data.source.test_uri")
@@ -147,8 +151,9 @@ def read_table_source(spec: SourceSpec) -> tuple[dict[str, pa.Table], dict]:
         info["row_hygiene"]["test_uri"] = test_hygiene.as_dict()
     index = _label_index(rows, test_rows or [], spec)
     if test_rows is None:
-        train, test = stratified_split(_indexed(rows, index), spec.test_fraction, spec.seed,
-                                       key="data.source.test_fraction")
+        train, test = stratified_split(
+            _indexed(rows, index), spec.test_fraction, spec.seed, key="data.source.test_fraction"
+        )
         info.update(test_fraction=spec.test_fraction, seed=spec.seed)
     else:
         train, test = _indexed(rows, index), _indexed(test_rows, index)
@@ -178,8 +183,12 @@ class RowHygiene:
         return self.missing_text + self.missing_label
 
     def as_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "missing_text": self.missing_text, "missing_label": self.missing_label,
-                "labels_stripped": self.labels_stripped}
+        return {
+            "rows": self.rows,
+            "missing_text": self.missing_text,
+            "missing_label": self.missing_label,
+            "labels_stripped": self.labels_stripped,
+        }
 
 
 def _labelled_rows(uri: str, spec: SourceSpec, key: str) -> tuple[list[tuple[int, str, object]], RowHygiene]:
@@ -212,8 +221,10 @@ def _labelled_rows(uri: str, spec: SourceSpec, key: str) -> tuple[list[tuple[int
 def _read_table_file(path: Path, spec: SourceSpec, key: str) -> pa.Table:
     name = path.name.lower()
     if not name.endswith(TABLE_SUFFIXES):
-        raise ConfigError(f"{key} = {str(path)!r}: unsupported table format; allowed extensions: "
-                          f"{', '.join(TABLE_SUFFIXES)}.")
+        raise ConfigError(
+            f"{key} = {str(path)!r}: unsupported table format; allowed extensions: "
+            f"{', '.join(TABLE_SUFFIXES)}."
+        )
     if not path.is_file():
         raise DataSourceError(f"{key} = {str(path)!r} does not exist; check the path.")
     try:
@@ -221,15 +232,19 @@ def _read_table_file(path: Path, spec: SourceSpec, key: str) -> pa.Table:
             table = pq.read_table(path)
         else:
             types = {spec.text_column: pa.string()}
-            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-                column_types=types, strings_can_be_null=True))
+            table = pacsv.read_csv(
+                path, convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            )
     except (pa.ArrowException, OSError) as exc:
-        raise DataSourceError(f"Cannot read {path}: {exc}. Tables must be UTF-8 CSV with a header row, "
-                              "or parquet.") from exc
+        raise DataSourceError(
+            f"Cannot read {path}: {exc}. Tables must be UTF-8 CSV with a header row, or parquet."
+        ) from exc
     missing = [c for c in (spec.text_column, spec.label_column) if c not in table.column_names]
     if missing:
-        raise LayoutError(f"{path} has no column {', '.join(map(repr, missing))}; columns present: "
-                          f"{', '.join(table.column_names)}. Set data.source.text_column / label_column.")
+        raise LayoutError(
+            f"{path} has no column {', '.join(map(repr, missing))}; columns present: "
+            f"{', '.join(table.column_names)}. Set data.source.text_column / label_column."
+        )
     return table
 
 
@@ -239,25 +254,33 @@ def _label_index(rows: list, test_rows: list, spec: SourceSpec) -> dict:
     names = sorted(counts)
     if len(names) < 2:
         found = ", ".join(f"{name!r}: {n} rows" for name, n in counts.items())
-        raise DataSourceError(f"{spec.uri}: column {spec.label_column!r} has {len(names)} class ({found}); "
-                              "a classifier needs at least two. Is data.source.label_column right?")
+        raise DataSourceError(
+            f"{spec.uri}: column {spec.label_column!r} has {len(names)} class ({found}); "
+            "a classifier needs at least two. Is data.source.label_column right?"
+        )
     if len(names) > _MAX_CLASSES:
-        raise DataSourceError(f"{spec.uri}: column {spec.label_column!r} has {len(names)} distinct labels, "
-                              f"more than {_MAX_CLASSES}. Is data.source.label_column right?")
+        raise DataSourceError(
+            f"{spec.uri}: column {spec.label_column!r} has {len(names)} distinct labels, "
+            f"more than {_MAX_CLASSES}. Is data.source.label_column right?"
+        )
     unseen = sorted({label for *_, label in test_rows} - set(names), key=str)
     if unseen:
-        raise DataSourceError(f"Test labels {unseen} never occur in the train split (labels: {names}); "
-                              "every test label needs training rows. Fix the label column or the test file.")
+        raise DataSourceError(
+            f"Test labels {unseen} never occur in the train split (labels: {names}); "
+            "every test label needs training rows. Fix the label column or the test file."
+        )
     return {name: i for i, name in enumerate(names)}
 
 
 def _indexed(rows: list, index: dict) -> pa.Table:
     """A table of the rows' text, label index and row number."""
-    return pa.table({
-        "text": pa.array([text for _, text, _ in rows], pa.string()),
-        "label": pa.array([index[label] for *_, label in rows], pa.int8()),
-        "row": pa.array([number for number, *_ in rows], pa.int64()),
-    })
+    return pa.table(
+        {
+            "text": pa.array([text for _, text, _ in rows], pa.string()),
+            "label": pa.array([index[label] for *_, label in rows], pa.int8()),
+            "row": pa.array([number for number, *_ in rows], pa.int64()),
+        }
+    )
 
 
 def _with_ids(split: str, table: pa.Table) -> pa.Table:
@@ -288,8 +311,10 @@ def acquire(
     downloads_dir = Path(downloads_dir)
     what = "the archive or an extracted aclImdb/ folder" if spec.kind == "imdb" else "the table"
     fetch_kw = {k: cast(download_cfg[k]) for k, cast in _FETCH_KEYS.items() if k in (download_cfg or {})}
-    fetch_kw.update(progress=progress,
-                    mirror_hint=f"Offline? Point {env_names(dataset_name)[0]} at a local copy of {what}.")
+    fetch_kw.update(
+        progress=progress,
+        mirror_hint=f"Offline? Point {env_names(dataset_name)[0]} at a local copy of {what}.",
+    )
     head = {"kind": spec.kind, "uri": spec.uri}
     if spec.kind == "imdb" and not is_url(spec.uri) and Path(spec.uri).is_dir():
         tables, info = read_imdb_folder(spec.uri, progress)

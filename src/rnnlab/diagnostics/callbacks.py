@@ -115,8 +115,10 @@ def check_epochs(epochs: int | str | Iterable[int | str]) -> tuple[set[int], boo
     indices = {e for e in values if isinstance(e, int) and not isinstance(e, bool) and e >= 0}
     wrong = [e for e in values if e != LAST and e not in indices]
     if wrong:
-        raise ConfigError(f"gradient flow epochs={epochs!r}: {wrong!r} not allowed; give 0-based epoch "
-                          f"indices (integers >= 0) and/or {LAST!r}")
+        raise ConfigError(
+            f"gradient flow epochs={epochs!r}: {wrong!r} not allowed; give 0-based epoch "
+            f"indices (integers >= 0) and/or {LAST!r}"
+        )
     return indices, LAST in values
 
 
@@ -145,8 +147,10 @@ class GradientFlowMonitor(DiagnosticMonitor):
         if isinstance(batch_source, str | Path):
             batch_source = EncodedBatchSource(batch_source)
         if not isinstance(batch_source, EncodedBatchSource):
-            raise ConfigError(f"gradient flow batch_source={batch_source!r}: give an encoded-data folder "
-                              "or an EncodedBatchSource")
+            raise ConfigError(
+                f"gradient flow batch_source={batch_source!r}: give an encoded-data folder "
+                "or an EncodedBatchSource"
+            )
         for key, value in (("steps", steps), ("distance", distance)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"gradient flow {key}={value!r} must be a positive integer")
@@ -171,8 +175,11 @@ class GradientFlowMonitor(DiagnosticMonitor):
         metrics = {f"gradflow/ratio_d{used}": ratio, f"gradflow/log10_ratio_d{used}": log10}
         self.log_metrics(trainer, metrics, epochs_trained(label))
         table = self.table()
-        self.publish(trainer, {"gradient_flow.csv": table},
-                     {"gradient_flow.png": lambda out: plots.gradient_flow(table, out)})
+        self.publish(
+            trainer,
+            {"gradient_flow.csv": table},
+            {"gradient_flow.png": lambda out: plots.gradient_flow(table, out)},
+        )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.measure(trainer, pl_module, INIT)  # skipped when resuming: the restored rows hold `init`
@@ -206,8 +213,9 @@ class RecurrentWeightMonitor(DiagnosticMonitor):
             return
         encoder = getattr(pl_module, "encoder", None)
         if encoder is None:
-            raise ConfigError(f"RecurrentWeightMonitor needs a model with an `encoder`; "
-                              f"{type(pl_module).__name__} has none")
+            raise ConfigError(
+                f"RecurrentWeightMonitor needs a model with an `encoder`; {type(pl_module).__name__} has none"
+            )
         spectra = encoder_spectra(encoder)
         self.rows += [[label, s.module, s.gate, s.spectral_radius, s.sigma_max] for s in spectra]
         metrics = {}
@@ -216,8 +224,11 @@ class RecurrentWeightMonitor(DiagnosticMonitor):
             metrics[f"weights/{s.module}/{s.gate}/sigma_max"] = s.sigma_max
         self.log_metrics(trainer, metrics, epochs_trained(label))
         table = self.table()
-        self.publish(trainer, {"recurrent_weights.csv": table},
-                     {"recurrent_weights.png": lambda out: plots.recurrent_weights(table, out)})
+        self.publish(
+            trainer,
+            {"recurrent_weights.csv": table},
+            {"recurrent_weights.png": lambda out: plots.recurrent_weights(table, out)},
+        )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.measure(trainer, pl_module, INIT)

@@ -41,8 +41,10 @@ def clipped(norms: np.ndarray, largest: np.ndarray, clip_val: float | None, algo
     """Per step, whether clipping changes the gradients: the norm (algorithm `norm`) or the largest
     |element| (`value`) is above `clip_val`; never when `clip_val` is None or <= 0 (Lightning then skips)."""
     if algorithm not in CLIP_ALGORITHMS:
-        raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm!r} is not allowed; choose one of: "
-                          f"{', '.join(CLIP_ALGORITHMS)}")
+        raise ConfigError(
+            f"trainer.gradient_clip_algorithm={algorithm!r} is not allowed; choose one of: "
+            f"{', '.join(CLIP_ALGORITHMS)}"
+        )
     if clip_val is None or clip_val <= 0:
         return np.zeros(len(norms), dtype=bool)
     return (norms if algorithm == "norm" else largest) > clip_val

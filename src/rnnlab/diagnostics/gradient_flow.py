@@ -123,12 +123,16 @@ def gradient_flow(
     """The gradient flow of a classifier (`encoder`: RecurrentEncoder, `head`) on one unpadded batch."""
     encoder, head = getattr(model, "encoder", None), getattr(model, "head", None)
     if not hasattr(encoder, "layers") or not isinstance(head, nn.Module):
-        raise ConfigError(f"{type(model).__name__}: gradient flow needs a classifier with a RecurrentEncoder "
-                          "`encoder` and a `head` (e.g. SequenceClassifier)")
+        raise ConfigError(
+            f"{type(model).__name__}: gradient flow needs a classifier with a RecurrentEncoder "
+            "`encoder` and a `head` (e.g. SequenceClassifier)"
+        )
     steps = ids.size(1)
     if not bool((lengths == steps).all()):
-        raise ConfigError(f"gradient flow needs sequences without padding: every length must equal "
-                          f"ids.shape[1]={steps}, got lengths {sorted(set(lengths.tolist()))}")
+        raise ConfigError(
+            f"gradient flow needs sequences without padding: every length must equal "
+            f"ids.shape[1]={steps}, got lengths {sorted(set(lengths.tolist()))}"
+        )
     device = next(model.parameters()).device
     with torch.inference_mode(False), torch.enable_grad():
         ids = ids.to(device)
@@ -187,8 +191,10 @@ def fixed_batch(split: EncodedSplit, padding: str, steps: int, rows: int = 64, s
         shortest = int(lengths[chosen].min())
         if shortest < 1:
             raise LayoutError("gradient flow found no row with any tokens in the split")
-        note = (f"no row has {steps} tokens; used the {len(chosen)} longest rows, cut to the shortest of "
-                f"them: {shortest} steps")
+        note = (
+            f"no row has {steps} tokens; used the {len(chosen)} longest rows, cut to the shortest of "
+            f"them: {shortest} steps"
+        )
         steps = shortest
     ids = np.asarray(split.ids[chosen], dtype=np.int64)
     if padding == "post":
@@ -212,8 +218,9 @@ class EncodedBatchSource:
 
     def batch(self, steps: int) -> FixedBatch:
         if self.split not in SPLITS:
-            raise ConfigError(f"gradient flow split={self.split!r} is not allowed; choose one of: "
-                              f"{', '.join(SPLITS)}")
+            raise ConfigError(
+                f"gradient flow split={self.split!r} is not allowed; choose one of: {', '.join(SPLITS)}"
+            )
         folder = Path(self.encoded_dir)
         if not (folder / "meta.json").is_file():
             raise LayoutError(f"{folder / 'meta.json'} is missing: run `dvc repro encode` first")

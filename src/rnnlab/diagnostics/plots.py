@@ -71,8 +71,12 @@ def clipping_histogram(table: pd.DataFrame, clip_val: float | None, out: IO[byte
         ax.stairs(bins["count"].to_numpy(), edges, label=f"epoch {epoch}")
     if clip_val:
         ax.axvline(clip_val, color="black", linestyle="--", label=f"gradient_clip_val {clip_val:g}")
-    ax.set(xscale="log", xlabel="total gradient norm before clipping", ylabel="optimizer steps",
-           title="Pre-clip gradient norms")
+    ax.set(
+        xscale="log",
+        xlabel="total gradient norm before clipping",
+        ylabel="optimizer steps",
+        title="Pre-clip gradient norms",
+    )
     ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: minor labels collide
     ax.legend(fontsize=8)
     figure.savefig(out, format="png")

@@ -36,8 +36,12 @@ def adversarial_args(train_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_classifier(
-    model_cfg: dict[str, Any], optim: dict[str, Any], num_classes: int, vocab_path: Path,
-    positive_index: int = 1, adversarial: dict[str, Any] | None = None,
+    model_cfg: dict[str, Any],
+    optim: dict[str, Any],
+    num_classes: int,
+    vocab_path: Path,
+    positive_index: int = 1,
+    adversarial: dict[str, Any] | None = None,
 ) -> tuple[SequenceClassifier, float | None]:
     """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors).
 

@@ -90,7 +90,10 @@ class SequenceClassifier(RecurrentTaskModule):
         return self._scored(self(batch["ids"], batch["lengths"]), batch, stage, metrics)
 
     def _scored(
-        self, logits: torch.Tensor, batch: dict[str, torch.Tensor], stage: str,
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        stage: str,
         metrics: torchmetrics.MetricCollection,
     ) -> torch.Tensor:
         """The loss of `logits`, logged with the metrics."""
@@ -98,7 +101,12 @@ class SequenceClassifier(RecurrentTaskModule):
         size = len(batch["labels"])
         metrics.update(self._scores(logits.detach()), self._targets(batch["labels"]))
         self.log(
-            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
             sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size)
@@ -114,11 +122,24 @@ class SequenceClassifier(RecurrentTaskModule):
         logits = self.classify(embedded, batch["lengths"])
         loss = self._scored(logits, batch, "train", self.train_metrics)
         extra = adversarial_loss(
-            mode, self.classify, embedded, batch["lengths"], batch["labels"], logits, loss,
-            self.hparams.adversarial_epsilon, self.hparams.adversarial_xi,
+            mode,
+            self.classify,
+            embedded,
+            batch["lengths"],
+            batch["labels"],
+            logits,
+            loss,
+            self.hparams.adversarial_epsilon,
+            self.hparams.adversarial_xi,
         )
-        self.log(LOSS_NAMES[mode], extra, on_step=False, on_epoch=True, batch_size=len(batch["labels"]),
-                 sync_dist=True)
+        self.log(
+            LOSS_NAMES[mode],
+            extra,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch["labels"]),
+            sync_dist=True,
+        )
         return loss + extra
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -93,8 +93,17 @@ def read_pretrained_vectors(path: str | os.PathLike, tokens: Sequence[str], dim:
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) pairs of the file, gunzipped for `.gz`; a byte progress bar for big files."""
     size = path.stat().st_size
-    with open(path, "rb") as raw, tqdm(total=size, desc=f"read {path.name}", unit="B", unit_scale=True,
-                                       unit_divisor=1024, disable=size < _PROGRESS_MIN_BYTES) as bar:
+    with (
+        open(path, "rb") as raw,
+        tqdm(
+            total=size,
+            desc=f"read {path.name}",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=size < _PROGRESS_MIN_BYTES,
+        ) as bar,
+    ):
         lines = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
         for number, line in enumerate(lines, start=1):
             if number % 16384 == 0 and not bar.disable:

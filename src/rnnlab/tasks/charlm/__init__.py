@@ -64,11 +64,12 @@ def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterato
         yield refused(f"{key}.bidirectional", True, "false (a language model generates left to right)")
 
 
-
 def download(cfg: DictConfig) -> dict[str, Any]:
     """The checksummed text file, copied into `paths.raw_dir` with source.json."""
     path, sha256 = fetch_corpus(
-        section(cfg, "data.source"), cfg.data.name, resolve_path(cfg.paths.downloads_dir),
+        section(cfg, "data.source"),
+        cfg.data.name,
+        resolve_path(cfg.paths.downloads_dir),
         download_cfg=section(cfg, "data.download"),
     )
     with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
@@ -99,7 +100,10 @@ def datamodule(cfg: DictConfig) -> CharLMDataModule:
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModule) -> Built:
     model = CharLanguageModel(
-        data.vocab_size, encoder_args(model_cfg), alphabet="".join(data.vocab.chars), **optim_args(cfg),
+        data.vocab_size,
+        encoder_args(model_cfg),
+        alphabet="".join(data.vocab.chars),
+        **optim_args(cfg),
         head_dropout=model_cfg["head_dropout"],
     )
     return Built(model, {"vocab_size": data.vocab_size, "chunk_len": data.chunk_len})
@@ -134,8 +138,9 @@ def validation_nats(model: CharLanguageModel, data: CharLMDataModule) -> tuple[f
     return total / chars, chars
 
 
-def evaluate(cfg: DictConfig, name: str, model: CharLanguageModel, data: CharLMDataModule,
-             folder: Path) -> Evaluated:
+def evaluate(
+    cfg: DictConfig, name: str, model: CharLanguageModel, data: CharLMDataModule, folder: Path
+) -> Evaluated:
     """Validation nats/bits per character and one sample per temperature (samples.txt)."""
     if model.hparams.vocab_size != data.vocab_size:
         raise LayoutError(
@@ -157,5 +162,10 @@ def evaluate(cfg: DictConfig, name: str, model: CharLanguageModel, data: CharLMD
 def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     """Validation nats per character per cell, against the character-transformer reference."""
     references = {"char transformer (nanoGPT)": REFERENCE_NATS}
-    plots.model_bars(table["val_nats"], references, folder / "val_nats.png", "nats per character",
-                     "Validation loss (lower is better)")
+    plots.model_bars(
+        table["val_nats"],
+        references,
+        folder / "val_nats.png",
+        "nats per character",
+        "Validation loss (lower is better)",
+    )

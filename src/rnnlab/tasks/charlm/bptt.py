@@ -78,8 +78,11 @@ class CharLMDataModule(ResumableDataModule):
         self, prepared_dir: str | os.PathLike, batch_size: int, chunk_len: int, num_workers: int = 0
     ) -> None:
         super().__init__()
-        for key, value, minimum in (("batch_size", batch_size, 1), ("chunk_len", chunk_len, 1),
-                                    ("num_workers", num_workers, 0)):
+        for key, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("chunk_len", chunk_len, 1),
+            ("num_workers", num_workers, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
                 raise ConfigError(f"data.loader.{key} is {value!r}; allowed: an integer >= {minimum}.")
         self.prepared_dir = Path(prepared_dir)
@@ -114,8 +117,9 @@ class CharLMDataModule(ResumableDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:
             corpus = PreparedCorpus.load(self.prepared_dir)
-            self.datasets = {split: BpttChunks(getattr(corpus, split), self.batch_size, self.chunk_len)
-                             for split in SPLITS}
+            self.datasets = {
+                split: BpttChunks(getattr(corpus, split), self.batch_size, self.chunk_len) for split in SPLITS
+            }
 
     def loader(self, split: str, start: tuple[int, int] | None = None) -> DataLoader:
         """Batches of `split` in order (the dataset yields whole batches: the loader fetches one item at a

@@ -183,21 +183,32 @@ class PreparedCorpus:
     def load(cls, folder: str | os.PathLike) -> PreparedCorpus:
         """Read a folder written by :meth:`save` (arrays memory-mapped)."""
         folder = Path(folder)
-        missing = [name for name in (*(f"{s}.npy" for s in SPLITS), VOCAB_FILE, META_FILE)
-                   if not (folder / name).is_file()]
+        missing = [
+            name
+            for name in (*(f"{s}.npy" for s in SPLITS), VOCAB_FILE, META_FILE)
+            if not (folder / name).is_file()
+        ]
         if missing:
-            raise LayoutError(f"{folder} lacks {', '.join(missing)}: it is not a prepared character corpus "
-                              "(run the prepare stage with task=charlm).")
+            raise LayoutError(
+                f"{folder} lacks {', '.join(missing)}: it is not a prepared character corpus "
+                "(run the prepare stage with task=charlm)."
+            )
         meta = read_json(folder / META_FILE)
         if meta.get("format") != CORPUS_FORMAT:
             raise LayoutError(f"{folder / META_FILE} is not a character corpus (format {CORPUS_FORMAT!r})")
         arrays = {split: np.load(folder / f"{split}.npy", mmap_mode="r") for split in SPLITS}
         for split, array in arrays.items():
             if len(array) != meta["chars"][split]:
-                raise LayoutError(f"{folder / f'{split}.npy'} holds {len(array)} characters, {META_FILE} "
-                                  f"says {meta['chars'][split]}: the folder is damaged; prepare again.")
-        return cls(CharVocabulary.load(folder / VOCAB_FILE), arrays["train"], arrays["val"],
-                   tuple(meta["val_only_chars"]))
+                raise LayoutError(
+                    f"{folder / f'{split}.npy'} holds {len(array)} characters, {META_FILE} "
+                    f"says {meta['chars'][split]}: the folder is damaged; prepare again."
+                )
+        return cls(
+            CharVocabulary.load(folder / VOCAB_FILE),
+            arrays["train"],
+            arrays["val"],
+            tuple(meta["val_only_chars"]),
+        )
 
 
 def prepare_corpus(text: str, val_fraction: float, max_chars: int | None = None) -> PreparedCorpus:

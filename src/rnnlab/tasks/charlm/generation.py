@@ -23,8 +23,10 @@ def check_sampling(strategy: str, temperature: float, top_k: int | None) -> None
     """ConfigError unless strategy is one of STRATEGIES, temperature > 0 and top_k is None or >= 1."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy is {strategy!r}; allowed values: {', '.join(STRATEGIES)}.")
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not (
-        math.isfinite(temperature) and temperature > 0
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not (math.isfinite(temperature) and temperature > 0)
     ):
         raise ConfigError(
             f"temperature is {temperature!r}; allowed: a finite number > 0 (1 samples the model's "

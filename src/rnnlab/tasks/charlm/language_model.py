@@ -69,8 +69,13 @@ class CharLanguageModel(RecurrentTaskModule):
         return self.head(outputs), state
 
     def sample(
-        self, prompt: str, length: int, strategy: str = "multinomial", temperature: float = 1.0,
-        top_k: int | None = None, seed: int = 0,
+        self,
+        prompt: str,
+        length: int,
+        strategy: str = "multinomial",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int = 0,
     ) -> str:
         """`prompt` followed by `length` generated characters (greedy, or sampled with temperature/top-k)."""
         if self.hparams.alphabet is None:
@@ -94,7 +99,12 @@ class CharLanguageModel(RecurrentTaskModule):
         loss = self.loss(logits.flatten(0, 1), targets.flatten())
         chars = targets.numel()
         self.log(
-            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=chars,
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=chars,
             sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
         )
         self.log(

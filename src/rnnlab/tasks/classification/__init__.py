@@ -102,11 +102,13 @@ def row_hygiene_facts(info: dict[str, Any]) -> dict[str, Any]:
     if not counts:
         return {}
     total = {key: sum(c[key] for c in counts) for key in ("missing_text", "missing_label", "labels_stripped")}
-    classes = {name: sum(split.get(name, 0) for split in info["label_counts"].values())
-               for name in info["label_names"]}
+    classes = {
+        name: sum(split.get(name, 0) for split in info["label_counts"].values())
+        for name in info["label_names"]
+    }
     return {
         "dropped": f"{total['missing_text'] + total['missing_label']}(missing_text={total['missing_text']},"
-                   f"missing_label={total['missing_label']})",
+        f"missing_label={total['missing_label']})",
         "labels_stripped": total["labels_stripped"],
         "classes": ",".join(f"{name}:{n}" for name, n in classes.items()),
     }
@@ -156,7 +158,9 @@ def labelled_splits(cfg: DictConfig) -> dict[str, Any]:
     """The raw train/val/test tables: validation carved from train, stratified and seeded (`data.split`)."""
     raw = resolve_path(cfg.paths.raw_dir)
     train, val = stratified_split(
-        read_split_table(raw, "train"), cfg.data.split.val_fraction, cfg.data.split.seed,
+        read_split_table(raw, "train"),
+        cfg.data.split.val_fraction,
+        cfg.data.split.seed,
         key="data.split.val_fraction",
     )
     return {"train": train, "val": val, "test": read_split_table(raw, "test")}
@@ -206,7 +210,11 @@ def datamodule(cfg: DictConfig) -> SequenceDataModule:
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
     model, coverage = build_classifier(
-        model_cfg, optim_args(cfg), data.num_classes, vocab_path, positive_index(data.meta),
+        model_cfg,
+        optim_args(cfg),
+        data.num_classes,
+        vocab_path,
+        positive_index(data.meta),
         adversarial_args(section(cfg, "train")),
     )
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
@@ -288,8 +296,11 @@ def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: 
         result.confusion.numpy(), label_names, figures / "confusion.png", f"Confusion matrix (test), {name}"
     )
     plots.bucket_accuracy(
-        [b.name for b in result.buckets], [b.acc for b in result.buckets], [b.n for b in result.buckets],
-        figures / "length_buckets.png", f"Test accuracy by review length, {name}",
+        [b.name for b in result.buckets],
+        [b.acc for b in result.buckets],
+        [b.n for b in result.buckets],
+        figures / "length_buckets.png",
+        f"Test accuracy by review length, {name}",
     )
 
 

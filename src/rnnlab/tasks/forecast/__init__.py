@@ -89,7 +89,9 @@ def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterato
 def download(cfg: DictConfig) -> dict[str, Any]:
     """The series as a CSV in `paths.raw_dir` (+ source.json): from the installed package, or a CSV."""
     frame, info = load_raw_series(
-        section(cfg, "data.source"), cfg.data.name, resolve_path(cfg.paths.downloads_dir),
+        section(cfg, "data.source"),
+        cfg.data.name,
+        resolve_path(cfg.paths.downloads_dir),
         **section(cfg, "data.download"),
     )
     with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
@@ -117,14 +119,20 @@ def data_dir(cfg: DictConfig) -> Path:
 def datamodule(cfg: DictConfig) -> ForecastDataModule:
     loader = section(cfg, "data.loader")
     return ForecastDataModule(
-        data_dir(cfg), **section(cfg, "data.window"), batch_size=loader["batch_size"],
-        num_workers=loader["num_workers"], seed=cfg.seed,
+        data_dir(cfg),
+        **section(cfg, "data.window"),
+        batch_size=loader["batch_size"],
+        num_workers=loader["num_workers"],
+        seed=cfg.seed,
     )
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule) -> Built:
     model = SequenceForecaster(
-        data.num_features, data.horizon, encoder_args(model_cfg), **optim_args(cfg),
+        data.num_features,
+        data.horizon,
+        encoder_args(model_cfg),
+        **optim_args(cfg),
         head_dropout=model_cfg["head_dropout"],
     )
     params = {"num_features": data.num_features, "horizon": data.horizon, "features": data.prepared.columns}
@@ -153,8 +161,9 @@ def predict(model: SequenceForecaster, data: ForecastDataModule, split: str) -> 
     return data.prepared.inverse_target(torch.cat(scaled).numpy())
 
 
-def evaluate(cfg: DictConfig, name: str, model: SequenceForecaster, data: ForecastDataModule,
-             folder: Path) -> Evaluated:
+def evaluate(
+    cfg: DictConfig, name: str, model: SequenceForecaster, data: ForecastDataModule, folder: Path
+) -> Evaluated:
     """Test metrics of the model and of both baselines on the same windows; forecast.{csv,png}."""
     trained = (model.hparams.num_features, model.hparams.horizon)
     if trained != (data.num_features, data.horizon):
@@ -176,8 +185,12 @@ def evaluate(cfg: DictConfig, name: str, model: SequenceForecaster, data: Foreca
     windows = int(cfg.eval.plot_windows)
     table = forecast_table(test, prepared, predicted, period, windows, figures / "forecast.csv")
     forecast_plot(
-        table["actual"], table["model"], {b: table[b] for b in BASELINES}, figures / "forecast.png",
-        title=f"Test forecast vs actual, {name} (horizon {test.horizon})", steps=table["step"],
+        table["actual"],
+        table["model"],
+        {b: table[b] for b in BASELINES},
+        figures / "forecast.png",
+        title=f"Test forecast vs actual, {name} (horizon {test.horizon})",
+        steps=table["step"],
         ylabel=prepared.target,
     )
     mlflow = {f"test/{key}": float(value) for key, value in report.items() if key != "seasonal_period"}

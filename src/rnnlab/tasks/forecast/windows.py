@@ -37,15 +37,21 @@ class WindowDataset(Dataset):
     """
 
     def __init__(
-        self, inputs_context: np.ndarray, series: np.ndarray, lookback: int, horizon: int, stride: int,
-        target_index: int = 0, split: str = "series",
+        self,
+        inputs_context: np.ndarray,
+        series: np.ndarray,
+        lookback: int,
+        horizon: int,
+        stride: int,
+        target_index: int = 0,
+        split: str = "series",
     ) -> None:
         self.lookback = check_positive_int(lookback, "data.window.lookback")
         self.horizon = check_positive_int(horizon, "data.window.horizon")
         self.stride = check_positive_int(stride, "data.window.stride")
         series = np.asarray(series, dtype=np.float32)
         context = np.asarray(inputs_context, dtype=np.float32).reshape(-1, series.shape[1])
-        context = context[max(len(context) - self.lookback, 0):]
+        context = context[max(len(context) - self.lookback, 0) :]
         self._rows = np.concatenate([context, series])  # the context rows, then the split's rows
         self.target_index, self.split = target_index, split
         first = max(self.lookback - len(context), 0)  # the first row with `lookback` rows before it
