@@ -21,13 +21,8 @@ from rnnlab.comparison import BASELINE
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.stage import entry_point, summary
-from rnnlab.tasks.classification import (
-    labelled_splits,
-    length_bucket_edges,
-    positive_index,
-    positive_label,
-    tokenized,
-)
+from rnnlab.tasks.classification import length_bucket_edges, positive_index
+from rnnlab.tasks.classification.preparation import labelled_splits, positive_label, tokenized
 
 
 @entry_point

@@ -361,7 +361,7 @@ def test_empty_text_column_names_the_column(tmp_path):
 
 
 def test_download_summary_reports_dropped_rows_and_classes(tmp_path):
-    from rnnlab.tasks.classification import row_hygiene_facts
+    from rnnlab.tasks.classification.acquisition import row_hygiene_facts
 
     path = _write_csv(tmp_path / "reviews.csv")
     cfg = {"kind": "table", "uri": str(path), "text_column": "body", "label_column": "sentiment"}

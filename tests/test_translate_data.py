@@ -1,4 +1,4 @@
-"""The translation task's data side (rnnlab.tasks.translate: text, pairs, split, vocab, prepare, prepared,
+"""The translation task's data side (rnnlab.tasks.translate: text, pairs, split, vocab, preprocess, prepared,
 datamodule): tokenization, reading the pairs, grouped split, vocabularies, the prepared folder, batches."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from rnnlab.errors import ChecksumError, ConfigError, LayoutError
 from rnnlab.tasks.translate.datamodule import TranslationDataModule
 from rnnlab.tasks.translate.pairs import Pairs, fetch_pairs, read_pairs
-from rnnlab.tasks.translate.prepare import DATA_RULES, prepare_from_config, prepare_pairs
 from rnnlab.tasks.translate.prepared import PreparedTranslation
+from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config, prepare_pairs
 from rnnlab.tasks.translate.split import grouped_split, sample_rows
 from rnnlab.tasks.translate.text import detokenize, tokenize
 from rnnlab.tasks.translate.vocab import TranslationVocabulary

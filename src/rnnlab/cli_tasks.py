@@ -69,7 +69,7 @@ def _generate(args: argparse.Namespace) -> int:
 @report_errors
 def _translate(args: argparse.Namespace) -> int:
     from rnnlab.tasks.translate import load_model
-    from rnnlab.tasks.translate.scoring import Decoding
+    from rnnlab.tasks.translate.search import Decoding
     from rnnlab.tasks.translate.translator import translate_sentences
 
     root = project_root()

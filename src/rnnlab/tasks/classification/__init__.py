@@ -18,22 +18,19 @@ from rnnlab.callbacks import EmbeddingFreeze
 from rnnlab.comparison import BASELINE, length_buckets
 from rnnlab.config import resolve_path, section
 from rnnlab.data.datamodule import SequenceDataModule
-from rnnlab.data.encode import token_length_stats
 from rnnlab.data.sources import KINDS as SOURCES
-from rnnlab.data.sources import acquire
-from rnnlab.data.splits import stratified_split
-from rnnlab.data.store import EncodedSplit, read_split_table, token_id_table, write_split_table
-from rnnlab.data.tokenize import TokenizerConfig, tokenize
-from rnnlab.data.vocab import Vocabulary
+from rnnlab.data.store import EncodedSplit
 from rnnlab.diagnostics.callbacks import GradientFlowMonitor
 from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
-from rnnlab.errors import ConfigError, LayoutError
-from rnnlab.io import atomic_dir, read_json, write_json
+from rnnlab.errors import LayoutError
+from rnnlab.io import write_json
 from rnnlab.models.adversarial import MODES as ADVERSARIAL_MODES
 from rnnlab.models.build import adversarial_args, build_classifier
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.rules import choice, integer, items, nullable, number, passes
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks.classification.acquisition import download as download
+from rnnlab.tasks.classification.preparation import prepare as prepare
 
 HAS_TEST = True
 COMPARE = Comparison(
@@ -80,123 +77,10 @@ def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterato
     return iter(())
 
 
-def download(cfg: DictConfig) -> dict[str, Any]:
-    """Fetch (or read a mirror of) the labelled texts into `paths.raw_dir`: per-split tables + source.json."""
-    tables, info = acquire(
-        section(cfg, "data.source"),
-        cfg.data.name,
-        downloads_dir=resolve_path(cfg.paths.downloads_dir),
-        download_cfg=section(cfg, "data.download"),
-    )
-    with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
-        for split, table in tables.items():
-            write_split_table(out, split, table)
-        write_json(out / "source.json", info)
-    facts = {"source": info["uri"], **{split: table.num_rows for split, table in tables.items()}}
-    return {**facts, **row_hygiene_facts(info)}
-
-
-def row_hygiene_facts(info: dict[str, Any]) -> dict[str, Any]:
-    """The download summary's account of rows a table source dropped or changed (nothing for IMDB)."""
-    counts = list(info.get("row_hygiene", {}).values())
-    if not counts:
-        return {}
-    total = {key: sum(c[key] for c in counts) for key in ("missing_text", "missing_label", "labels_stripped")}
-    classes = {
-        name: sum(split.get(name, 0) for split in info["label_counts"].values())
-        for name in info["label_names"]
-    }
-    return {
-        "dropped": f"{total['missing_text'] + total['missing_label']}(missing_text={total['missing_text']},"
-        f"missing_label={total['missing_label']})",
-        "labels_stripped": total["labels_stripped"],
-        "classes": ",".join(f"{name}:{n}" for name, n in classes.items()),
-    }
-
-
-def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Carve a stratified validation split, tokenize, build the vocabulary (train only), map tokens to ids.
-
-    Returns the DVC metrics (data statistics) and the summary line's facts.
-    """
-    source = read_json(resolve_path(cfg.paths.raw_dir) / "source.json")
-    tables = labelled_splits(cfg)
-    tokens = tokenized(cfg, tables)
-    vocab = Vocabulary.build(tokens["train"], cfg.data.vocab.max_size, cfg.data.vocab.min_freq)
-    metrics: dict[str, Any] = {"vocab_size": len(vocab), "splits": {}}
-    with atomic_dir(resolve_path(cfg.paths.prepared_dir)) as out:
-        vocab.save(out / "vocab.json")
-        for split, table in tables.items():
-            flat, offsets = vocab.encode(tokens[split])
-            labels = table.column("label").combine_chunks()
-            write_split_table(out, split, token_id_table(flat, offsets, labels))
-            lengths = token_length_stats(offsets)
-            metrics["splits"][split] = {
-                "reviews": table.num_rows,
-                "oov_rate": Vocabulary.oov_share(flat),
-                "empty_reviews": lengths["empty"],
-                "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
-                "label_counts": class_counts(table, source["label_names"]),
-            }
-        meta = {
-            "label_names": source["label_names"],
-            "num_classes": len(source["label_names"]),
-            "positive_label": positive_label(cfg.data.get("positive_label"), source["label_names"]),
-            "vocab_size": len(vocab),
-            "tokenizer": section(cfg, "data.tokenizer"),
-        }
-        write_json(out / "meta.json", meta)
-    facts = {
-        "vocab": len(vocab),
-        **{s: m["reviews"] for s, m in metrics["splits"].items()},
-        "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
-    }
-    return metrics, facts
-
-
-def labelled_splits(cfg: DictConfig) -> dict[str, Any]:
-    """The raw train/val/test tables: validation carved from train, stratified and seeded (`data.split`)."""
-    raw = resolve_path(cfg.paths.raw_dir)
-    train, val = stratified_split(
-        read_split_table(raw, "train"),
-        cfg.data.split.val_fraction,
-        cfg.data.split.seed,
-        key="data.split.val_fraction",
-    )
-    return {"train": train, "val": val, "test": read_split_table(raw, "test")}
-
-
-def tokenized(cfg: DictConfig, tables: dict[str, Any]) -> dict[str, Any]:
-    """Each split's texts as token lists (`data.tokenizer`)."""
-    tokenizer = TokenizerConfig(**section(cfg, "data.tokenizer"))
-    return {split: tokenize(table.column("text"), tokenizer) for split, table in tables.items()}
-
-
-def positive_label(configured: str | None, label_names: list[str]) -> str | None:
-    """The class binary metrics score (`data.positive_label`, default the label sorting last); None with
-    more than two classes (macro averages)."""
-    if len(label_names) != 2:
-        return None
-    if configured is None:
-        return label_names[-1]
-    if str(configured) not in label_names:
-        raise ConfigError(
-            f"data.positive_label={configured!r} is not a label of this data; choose one of: "
-            f"{', '.join(label_names)}"
-        )
-    return str(configured)
-
-
 def positive_index(meta: dict[str, Any]) -> int:
     """The index of the positive class in the encoded data's meta.json (1 for data prepared before it)."""
     label = meta.get("positive_label")
     return meta["label_names"].index(label) if label is not None else 1
-
-
-def class_counts(table: Any, label_names: list[str]) -> dict[str, int]:
-    """Rows per class name (a DVC metric of the prepare stage, per split)."""
-    counts = np.bincount(table.column("label").to_numpy(), minlength=len(label_names)).tolist()
-    return dict(zip(label_names, counts, strict=True))
 
 
 def data_dir(cfg: DictConfig) -> Path:

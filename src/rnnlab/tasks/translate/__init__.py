@@ -29,10 +29,11 @@ from rnnlab.tasks.translate.attention import ATTENTIONS
 from rnnlab.tasks.translate.datamodule import TranslationDataModule
 from rnnlab.tasks.translate.figures import attention_heatmap, bleu_bars, bleu_length_bars
 from rnnlab.tasks.translate.pairs import KIND, fetch_pairs, read_pairs
-from rnnlab.tasks.translate.prepare import DATA_RULES, prepare_from_config
 from rnnlab.tasks.translate.prepared import vocab_file
+from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config
 from rnnlab.tasks.translate.samples import TranslationSamples
-from rnnlab.tasks.translate.scoring import Decoding, bleu_by_length, corpus_scores, decode, mlflow_metrics
+from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics
+from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
 HAS_TEST = True

@@ -20,17 +20,9 @@ from tqdm import tqdm
 
 from rnnlab.buckets import assign_buckets, bucket_names, metric_key
 from rnnlab.tasks.translate.datamodule import TranslationDataModule
+from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How `decode` searches: beam width (1: greedy), GNMT length penalty alpha, longest output in words."""
-
-    beam_size: int = 5
-    length_penalty: float = 0.6
-    max_len: int = 40
 
 
 @dataclass

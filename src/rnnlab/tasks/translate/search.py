@@ -24,6 +24,15 @@ from rnnlab.tasks.translate.decoder import AttentionDecoder, DecoderState
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How `decode` searches: beam width (1: greedy), GNMT length penalty alpha, longest output in words."""
+
+    beam_size: int = 5
+    length_penalty: float = 0.6
+    max_len: int = 40
+
+
+@dataclass(frozen=True)
 class SpecialIds:
     """The target vocabulary's special token ids."""
 

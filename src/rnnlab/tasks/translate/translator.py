@@ -11,8 +11,7 @@ import torch
 
 from rnnlab.errors import LayoutError, RnnlabError
 from rnnlab.tasks.translate.prepared import PreparedTranslation
-from rnnlab.tasks.translate.scoring import Decoding
-from rnnlab.tasks.translate.search import Hypothesis
+from rnnlab.tasks.translate.search import Decoding, Hypothesis
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize, tokenize
 
