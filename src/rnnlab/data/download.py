@@ -11,7 +11,9 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import requests
@@ -31,6 +33,15 @@ _TRANSIENT = (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTT
 
 class _TransientError(Exception):
     """A failure worth retrying: 5xx, or a body that ended before its announced length."""
+
+
+FETCH_KEYS = {"retries": int, "timeout_s": float, "chunk_bytes": int, "backoff_s": float}
+
+
+def fetch_kwargs(download_cfg: Mapping | None) -> dict[str, Any]:
+    """The `data.download` settings that `local_copy` takes, typed."""
+    download_cfg = download_cfg or {}
+    return {key: cast(download_cfg[key]) for key, cast in FETCH_KEYS.items() if key in download_cfg}
 
 
 def sha256_file(path: str | os.PathLike) -> str:

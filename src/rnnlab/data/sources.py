@@ -19,14 +19,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from rnnlab.data.download import is_url, local_copy
+from rnnlab.data.download import fetch_kwargs, is_url, local_copy
 from rnnlab.data.imdb import read_imdb_archive, read_imdb_folder
 from rnnlab.data.splits import stratified_split
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError
 
 KINDS = ("imdb", "table")
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-_FETCH_KEYS = {"retries": int, "timeout_s": float, "chunk_bytes": int, "backoff_s": float}
 _MAX_CLASSES = 127  # labels are int8
 
 
@@ -310,7 +309,7 @@ def acquire(
     spec = resolve_source(source_cfg, dataset_name, environ)
     downloads_dir = Path(downloads_dir)
     what = "the archive or an extracted aclImdb/ folder" if spec.kind == "imdb" else "the table"
-    fetch_kw = {k: cast(download_cfg[k]) for k, cast in _FETCH_KEYS.items() if k in (download_cfg or {})}
+    fetch_kw = fetch_kwargs(download_cfg)
     fetch_kw.update(
         progress=progress,
         mirror_hint=f"Offline? Point {env_names(dataset_name)[0]} at a local copy of {what}.",

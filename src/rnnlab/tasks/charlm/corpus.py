@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.data.download import local_copy
-from rnnlab.data.sources import absolute_uri, env_names, overridden_source
+from rnnlab.data.source_file import fetch_source_file
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError, RnnlabError
 from rnnlab.io import atomic_dir, read_json, write_json
 
@@ -26,7 +25,6 @@ CORPUS_FORMAT = "rnnlab-char-corpus/1"
 SPLITS = ("train", "val")
 VOCAB_FILE = "vocab.json"
 META_FILE = "corpus.json"
-_FETCH_KEYS = {"retries": int, "timeout_s": float, "chunk_bytes": int, "backoff_s": float}
 
 
 def fetch_corpus(
@@ -44,18 +42,17 @@ def fetch_corpus(
     configured file) unless RNNLAB_<NAME>_SHA256 gives one. A URL is downloaded into `downloads_dir`
     (`download_cfg`: retries, timeout_s, chunk_bytes, backoff_s); a path is checked in place.
     """
-    kind = source_cfg.get("kind")
-    if kind != KIND:
-        raise ConfigError(f"data.source.kind is {kind!r}; the character corpus needs kind {KIND!r}.")
-    source_var = env_names(dataset_name)[0]
-    uri, sha256, _ = overridden_source(source_cfg, dataset_name, environ)
-    if not uri:
-        raise ConfigError(f"data.source.uri is not set: give a URL or a text file, or set {source_var}.")
-    uri = absolute_uri(str(uri), "data.source.uri")
-    download_cfg = download_cfg or {}
-    fetch_kw = {key: cast(download_cfg[key]) for key, cast in _FETCH_KEYS.items() if key in download_cfg}
-    hint = f"Offline? Point {source_var} at a local copy of the text file."
-    path, digest = local_copy(uri, sha256, downloads_dir, progress=progress, mirror_hint=hint, **fetch_kw)
+    path, digest = fetch_source_file(
+        source_cfg,
+        dataset_name,
+        downloads_dir,
+        kind=KIND,
+        needs="the character corpus",
+        what="a text file",
+        environ=environ,
+        download_cfg=download_cfg,
+        progress=progress,
+    )
     read_corpus(path)
     return path, digest
 

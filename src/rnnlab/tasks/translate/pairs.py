@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from rnnlab.data.archive import read_members
-from rnnlab.data.download import local_copy
-from rnnlab.data.sources import absolute_uri, env_names, overridden_source
+from rnnlab.data.source_file import fetch_source_file
 from rnnlab.errors import ConfigError, DataSourceError, LayoutError
 
 KIND = "anki"
-_FETCH_KEYS = {"retries": int, "timeout_s": float, "chunk_bytes": int, "backoff_s": float}
 
 
 @dataclass(frozen=True)
@@ -51,20 +49,17 @@ def fetch_pairs(
     RNNLAB_<NAME>_SOURCE / RNNLAB_<NAME>_SHA256 override `uri` / `sha256` as for every data set; a URL is
     downloaded into `downloads_dir` (`download_cfg`: retries, timeout_s, chunk_bytes, backoff_s).
     """
-    kind = source_cfg.get("kind")
-    if kind != KIND:
-        raise ConfigError(f"data.source.kind is {kind!r}; sentence pairs need kind {KIND!r}.")
-    source_var = env_names(dataset_name)[0]
-    uri, sha256, _ = overridden_source(source_cfg, dataset_name, environ)
-    if not uri:
-        raise ConfigError(
-            f"data.source.uri is not set: give a URL, a zip or a text file, or set {source_var}."
-        )
-    uri = absolute_uri(str(uri), "data.source.uri")
-    download_cfg = download_cfg or {}
-    fetch_kw = {key: cast(download_cfg[key]) for key, cast in _FETCH_KEYS.items() if key in download_cfg}
-    hint = f"Offline? Point {source_var} at a local copy of the zip or of its text file."
-    path, digest = local_copy(uri, sha256, downloads_dir, progress=progress, mirror_hint=hint, **fetch_kw)
+    path, digest = fetch_source_file(
+        source_cfg,
+        dataset_name,
+        downloads_dir,
+        kind=KIND,
+        needs="sentence pairs",
+        what="a zip or a text file",
+        environ=environ,
+        download_cfg=download_cfg,
+        progress=progress,
+    )
     read_pairs(path, member(source_cfg), progress=progress)
     return path, digest
 
