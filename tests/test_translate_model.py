@@ -13,7 +13,7 @@ from rnnlab.tasks.translate.attention import Attention
 from rnnlab.tasks.translate.search import SpecialIds, beam_search, greedy
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
-PAD, BOS, EOS = 0, 2, 3
+PAD, OOV, BOS, EOS = 0, 1, 2, 3
 SRC_VOCAB, TGT_VOCAB = 14, 14  # ids 4..13 are words
 KINDS = ("additive", "multiplicative", "dot")
 
@@ -66,7 +66,7 @@ def sequence_log_prob(translator: Seq2SeqTranslator, src, lengths, tokens: list[
     tgt = torch.tensor([[BOS, *tokens, EOS]])
     with torch.no_grad():
         logits = translator.eval()(src, lengths, tgt)[0]
-    logits[:, [PAD, BOS]] = float("-inf")
+    logits[:, [PAD, BOS, OOV]] = float("-inf")
     return float(logits.log_softmax(-1).gather(1, tgt[0, 1:, None]).sum())
 
 
@@ -149,6 +149,15 @@ def test_beam_of_width_one_is_greedy(cell, attention, trained):
     assert [h.score for h in found] == pytest.approx([h.score for h in beamed], abs=1e-5)
     for g, b in zip(found, beamed, strict=True):
         assert (g.attention is None and b.attention is None) or torch.allclose(g.attention, b.attention)
+
+
+def test_oov_is_never_generated_even_when_it_is_the_likeliest_word():
+    translator, batch = model("gru", "additive"), reverse_task(6, seed=2)
+    with torch.no_grad():
+        translator.decoder.output.bias[OOV] = 1e4  # <oov> would win every step
+    for beam in (1, 3):
+        found = translator.translate(batch["src"], batch["src_lengths"], beam_size=beam, max_len=6)
+        assert all(OOV not in hypothesis.tokens and hypothesis.tokens for hypothesis in found)
 
 
 @pytest.mark.parametrize("attention", ["none", "additive"])

@@ -20,6 +20,9 @@ def test_bleu_of_a_hypothesis_one_word_short_is_the_brevity_penalty():
     # "le" does not match "Le" cased: unigrams 6/7, bigrams 5/6, trigrams 4/5, 4-grams 3/4, no brevity penalty
     assert cased["bleu"] == pytest.approx(100 * (6 / 7 * 5 / 6 * 4 / 5 * 3 / 4) ** 0.25)
     assert cased["signature"]["bleu"].startswith("nrefs:1|case:mixed|")
+    # a typographic apostrophe in the reference is the plain one the training text had
+    curly = corpus_scores(["j'ai gagné la course hier."], ["J’ai gagné la course hier."], lowercase=True)
+    assert curly["bleu"] == pytest.approx(100.0) and curly["chrf"] == pytest.approx(100.0)
 
 
 def test_bleu_by_length_scores_each_bucket_on_its_own_sentences():

@@ -163,6 +163,7 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDat
         **optim_args(cfg),
         pad_id=ids.PAD,
         bos_id=ids.BOS,
+        oov_id=ids.OOV,
         eos_id=ids.EOS,
     )
     facts = {

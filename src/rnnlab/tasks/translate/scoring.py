@@ -4,7 +4,9 @@ BLEU by source length, and the attention weights of the first sentences for heat
 
 BLEU is sacrebleu's corpus BLEU with its default 13a tokenization; when the data is lower-cased
 (`data.tokenizer.lowercase`), the references are lower-cased too (sacrebleu's `lowercase=True`), and the
-signature says `case:lc`.
+signature says `case:lc`. The references get the typographic normalisation the training text got
+(`text.normalize`: ’ -> ', no-break spaces -> spaces), else `j’ai` in a reference could never match the
+`j'ai` the model learnt; nothing else about them changes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from rnnlab.buckets import assign_buckets, bucket_names, metric_key
 from rnnlab.tasks.translate.datamodule import TranslationDataModule
 from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
-from rnnlab.tasks.translate.text import detokenize
+from rnnlab.tasks.translate.text import detokenize, normalize
 
 
 @dataclass
@@ -68,9 +70,10 @@ def decode(
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool) -> dict[str, Any]:
-    """sacrebleu's corpus BLEU and chrF, and their signatures."""
+    """sacrebleu's corpus BLEU and chrF of `hypotheses` against the (typographically normalised) references,
+    and their signatures."""
     bleu, chrf = BLEU(lowercase=lowercase), CHRF(lowercase=lowercase)
-    refs = [list(references)]
+    refs = [[normalize(reference) for reference in references]]
     return {
         "bleu": bleu.corpus_score(list(hypotheses), refs).score,
         "chrf": chrf.corpus_score(list(hypotheses), refs).score,
@@ -87,7 +90,7 @@ def bleu_by_length(decoded: Decoded, edges: Sequence[int], lowercase: bool) -> d
     for i, name in enumerate(bucket_names(edges)):
         rows = np.flatnonzero(index == i)
         hyps = [decoded.hypotheses[r] for r in rows]
-        refs = [decoded.references[r] for r in rows]
+        refs = [normalize(decoded.references[r]) for r in rows]
         score = BLEU(lowercase=lowercase).corpus_score(hyps, [refs]).score if len(rows) else None
         found[name] = {"bleu": score, "n": int(len(rows))}
     return found

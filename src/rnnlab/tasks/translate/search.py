@@ -1,7 +1,8 @@
 """Greedy and beam-search decoding for a batch of sentences, from their encoded memory and initial state.
 
 Both decode at most `max_len` steps; a hypothesis ends at `<eos>` (one that has not ended by then is cut).
-`<pad>` and `<bos>` are never generated (their logits are masked before the softmax). A hypothesis's
+`<pad>`, `<bos>` and `<oov>` are never generated (their logits are masked before the softmax: a translation
+uses words the model knows). A hypothesis's
 score is its log-probability under that distribution, `<eos>` included; its length counts `<eos>` too.
 
 Beam search keeps `beam_size` hypotheses per sentence in one [B*K] batch. A finished hypothesis stays in
@@ -39,6 +40,7 @@ class SpecialIds:
     pad: int = 0
     bos: int = 2
     eos: int = 3
+    oov: int = 1
 
 
 @dataclass
@@ -57,9 +59,9 @@ def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def next_log_probs(decoder: AttentionDecoder, out: torch.Tensor, ids: SpecialIds) -> torch.Tensor:
-    """Log-probabilities [N, V] of the next token, `<pad>` and `<bos>` excluded."""
+    """Log-probabilities [N, V] of the next token, `<pad>`, `<bos>` and `<oov>` excluded."""
     logits = decoder.project(out)
-    logits[:, [ids.pad, ids.bos]] = float("-inf")
+    logits[:, [ids.pad, ids.bos, ids.oov]] = float("-inf")
     return torch.log_softmax(logits, dim=-1)
 
 

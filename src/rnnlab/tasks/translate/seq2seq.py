@@ -53,6 +53,7 @@ class Seq2SeqTranslator(RecurrentTaskModule):
         pad_id: int = 0,
         bos_id: int = 2,
         eos_id: int = 3,
+        oov_id: int = 1,
     ) -> None:
         super().__init__()
         check_optim(scheduler, mode)
@@ -60,10 +61,10 @@ class Seq2SeqTranslator(RecurrentTaskModule):
             raise ConfigError(f"model.teacher_forcing={teacher_forcing!r} must be in [0, 1]")
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing={label_smoothing!r} must be in [0, 1)")
-        if len({pad_id, bos_id, eos_id}) != 3:
-            raise ConfigError(f"pad_id, bos_id and eos_id must differ, got {pad_id}, {bos_id}, {eos_id}")
+        if len({pad_id, bos_id, eos_id, oov_id}) != 4:
+            raise ConfigError(f"the special ids must differ, got {pad_id}, {bos_id}, {eos_id}, {oov_id}")
         self.save_hyperparameters(logger=False)  # the run logs the whole config instead (train.py)
-        self.ids = SpecialIds(pad_id, bos_id, eos_id)
+        self.ids = SpecialIds(pad_id, bos_id, eos_id, oov_id)
         self.encoder = RecurrentEncoder(src_vocab_size, EncoderConfig(**encoder), padding_idx=pad_id)
         size = self.encoder.output_size
         self.decoder = AttentionDecoder(tgt_vocab_size, size, size, DecoderConfig(**(decoder or {})), pad_id)
