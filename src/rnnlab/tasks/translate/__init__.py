@@ -112,6 +112,7 @@ def download(cfg: DictConfig) -> dict[str, Any]:
 
 
 def raw_file(cfg: DictConfig) -> Path:
+    """The download stage's copy of the pairs: the zip, or the text file the source named."""
     folder = resolve_path(cfg.paths.raw_dir)
     for path in (folder / RAW_FILE, folder / str(cfg.data.source.member)):
         if path.is_file():
