@@ -106,13 +106,13 @@ def verdict(table: pd.DataFrame, best: str, spec: Comparison) -> str:
     """One line naming the winner and its margin over the recurrent runner-up, e.g. `gru wins on val_acc:
     81.00%, 2.00 points ahead of lstm (79.00%)`."""
     column = table[spec.rank_by].astype(float)
-    text = f"{best} wins on {spec.rank_by}: {_shown(spec, spec.rank_by, column[best])}"
+    text = f"{best} wins on {spec.rank_by}: {stated(spec, spec.rank_by, column[best])}"
     others = column.drop(index=[best, BASELINE], errors="ignore").dropna()
     if others.empty:
         return text
     runner_up = ranking.best(others.to_dict(), spec.higher_is_better)
-    gap = _gap(spec, spec.rank_by, column[best] - column[runner_up])
-    return text + f", {gap} ahead of {runner_up} ({_shown(spec, spec.rank_by, column[runner_up])})"
+    gap = margin(spec, spec.rank_by, column[best] - column[runner_up])
+    return text + f", {gap} ahead of {runner_up} ({stated(spec, spec.rank_by, column[runner_up])})"
 
 
 def baseline_beats(table: pd.DataFrame, best: str, spec: Comparison, column: str | None = None) -> bool:
@@ -136,9 +136,9 @@ def baseline_verdict(table: pd.DataFrame, best: str, spec: Comparison) -> str:
         ahead = baseline_beats(table, best, spec, column)
         won += [column] if ahead else []
         mine, theirs = float(table.at[BASELINE, column]), float(table.at[best, column])
-        standing = f"{_gap(spec, column, mine - theirs)} {'ahead' if ahead else 'behind'}"
+        standing = f"{margin(spec, column, mine - theirs)} {'ahead' if ahead else 'behind'}"
         facts.append(
-            f"{column} {_shown(spec, column, mine)} against {_shown(spec, column, theirs)} "
+            f"{column} {stated(spec, column, mine)} against {stated(spec, column, theirs)} "
             f"({BASELINE} {'level' if mine == theirs else standing})"
         )
     if spec.rank_by in won:
@@ -150,13 +150,15 @@ def baseline_verdict(table: pd.DataFrame, best: str, spec: Comparison) -> str:
     return f"{lead}: " + "; ".join(facts)
 
 
-def _shown(spec: Comparison, column: str, value: float) -> str:
+def stated(spec: Comparison, column: str, value: float) -> str:
+    """A value as the verdicts state it: `81.00%` for a percentage column, else `0.3512`."""
     return f"{100 * value:.2f}%" if column in spec.percent else f"{value:.4f}"
 
 
-def _gap(spec: Comparison, column: str, difference: float) -> str:
-    margin = abs(difference)
-    return f"{100 * margin:.2f} points" if column in spec.percent else f"{margin:.4f}"
+def margin(spec: Comparison, column: str, difference: float) -> str:
+    """The size of a difference: `2.00 points` for a percentage column, else `0.0120`."""
+    size = abs(difference)
+    return f"{100 * size:.2f} points" if column in spec.percent else f"{size:.4f}"
 
 
 def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:
@@ -164,12 +166,13 @@ def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:
     model has no value (the baseline has no epochs); the baseline's row reads `tfidf_lr (baseline)`."""
     shown = table.drop(columns=["run_id"]).astype(object)
     for column in shown.columns:
-        shown[column] = [_figure(spec, column, value) for value in shown[column]]
+        shown[column] = [figure(spec, column, value) for value in shown[column]]
     shown = shown.rename(index={BASELINE: f"{BASELINE} (baseline)"})
     return shown.to_markdown(disable_numparse=True, stralign="right") + "\n"
 
 
-def _figure(spec: Comparison, column: str, value: object) -> str:
+def figure(spec: Comparison, column: str, value: object) -> str:
+    """A value as compare.md shows it in `column` (`–` for none)."""
     if pd.isna(value):
         return "–"
     in_bucket = spec.by_length is not None and column.startswith(bucket_column(spec, ""))

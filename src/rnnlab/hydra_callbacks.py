@@ -4,7 +4,8 @@ Enabled in conf/config.yaml (`hydra.callbacks`). The parent is created before th
 (which also creates the experiment once, before jobs could race on an SQLite store); jobs find its id in
 `$RNNLAB_MLFLOW_PARENT_RUN_ID` (see `run_logger.make_logger`). When the sweep ends, the parent records
 the number of children and the best child by the task's monitored metric (`<task.monitor>_best`, e.g.
-`val/acc_best`, highest or lowest as `task.mode` says; ties: rnnlab.ranking) as `sweep/best_<metric>`.
+`val/acc_best`, highest or lowest as `task.mode` says; ties: rnnlab.ranking) as `sweep/best_<metric>`,
+and prints the parent's name and id (`compare.sweep=<id>` compares the children by model over seeds).
 An Optuna search with a shared study (`hydra.sweeper.storage`) tags its parent with the study's name.
 """
 
@@ -71,8 +72,9 @@ class MlflowSweepParent(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_id is None or self.client is None:
             return
+        parent = self.client.get_run(self.parent_id).info
         children = self.client.search_runs(
-            [self.client.get_run(self.parent_id).info.experiment_id],
+            [parent.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
         )
         self.client.log_metric(self.parent_id, "sweep/children", len(children))
@@ -86,6 +88,10 @@ class MlflowSweepParent(Callback):
             name = "sweep/best_" + self.monitor.replace("/", "_")
             self.client.log_metric(self.parent_id, name, best.data.metrics[metric])
             self.client.set_tag(self.parent_id, "best_child_run", best.info.run_name)
+        from rnnlab.stage import summary
+
+        # the id `python pipelines/compare.py compare.sweep=<id>` takes
+        summary("sweep", parent=parent.run_name, id=self.parent_id, children=len(children))
         self._close("FINISHED")
 
     def _close(self, status: str) -> None:

@@ -88,6 +88,7 @@ RULES: dict[str, Rule] = {
     "diagnostics.gradient_flow.rows": COUNT,
     "diagnostics.gradient_flow.distance": COUNT,
     "compare.models": items(text(), unique=True),
+    "compare.sweep": nullable(text(), "compare the DVC stage's reports of compare.models"),
     "registry.model_name": nullable(text(), "<data.name>-sentiment"),
     **{f"paths.{key}": text() for key in PATHS},
     "data.name": Rule(
