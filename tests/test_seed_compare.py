@@ -72,10 +72,12 @@ def store(tmp_path_factory) -> Path:
     return folder
 
 
-def fake_sweep(store: Path, runs: list[dict]) -> tuple[mlflow.MlflowClient, str]:
+def fake_sweep(
+    store: Path, runs: list[dict], ended: str | None = "FINISHED"
+) -> tuple[mlflow.MlflowClient, str]:
     """A sweep's parent run and children, in an experiment of their own, as pipelines/train.py -m logs them
     (the params and metrics the comparison reads); each of `runs` gives model, seed, val (val/acc_best) and
-    optionally status, params, a metric to leave out (`without`)."""
+    optionally status, params, a metric to leave out (`without`); the parent `ended` so (None: running)."""
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     experiment = client.create_experiment(f"imdb-{uuid.uuid4().hex}", (store / "mlartifacts").as_uri())
     tags = {"rnnlab.source": "sweep"}
@@ -104,7 +106,8 @@ def fake_sweep(store: Path, runs: list[dict]) -> tuple[mlflow.MlflowClient, str]
         metrics += [Metric("val/acc", run["val"], 0, step) for step in (1, 2)]
         client.log_batch(child, metrics, [Param(key, value) for key, value in params.items()])
         client.set_terminated(child, run.get("status", "FINISHED"))
-    client.set_terminated(parent.info.run_id, "FINISHED")
+    if ended:
+        client.set_terminated(parent.info.run_id, ended)
     return client, parent.info.run_id
 
 
@@ -170,7 +173,7 @@ def test_runs_that_cannot_be_averaged_are_refused_by_name(store, second, error, 
         compare(read_sweep(client, parent, "classification"), COMPARE)
 
 
-def test_a_run_that_is_not_a_sweep_parent_or_of_another_task_is_refused(store):
+def test_a_run_not_a_sweep_parent_of_another_task_or_a_sweep_not_finished_is_refused(store):
     client, parent = fake_sweep(store, [{"model": "gru", "seed": 1, "val": 0.8}])
     (child,) = client.search_runs(
         [client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
@@ -181,6 +184,14 @@ def test_a_run_that_is_not_a_sweep_parent_or_of_another_task_is_refused(store):
         read_sweep(client, "0" * 32, "classification")
     with pytest.raises(ConfigError, match="trained task imdb .kind classification., not a forecast task"):
         read_sweep(client, parent, "forecast")
+    client, parent = fake_sweep(store, [{"model": "gru", "seed": 1, "val": 0.8}], ended=None)
+    with pytest.raises(
+        MissingInputError, match=r"imdb-sweep-000000 is still RUNNING \(1 child runs so far\)"
+    ):
+        read_sweep(client, parent, "classification")
+    client, parent = fake_sweep(store, [{"model": "gru", "seed": 1, "val": 0.8}], ended="FAILED")
+    with pytest.raises(MissingInputError, match="imdb-sweep-000000 ended FAILED"):
+        read_sweep(client, parent, "classification")
 
 
 def test_without_a_sweep_the_dvc_compare_stage_writes_what_it_wrote_before(store, project_root):

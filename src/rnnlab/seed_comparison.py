@@ -21,7 +21,7 @@ from rnnlab.sweep_runs import Sweep
 from rnnlab.tasks import Comparison
 
 STATS = {"mean": "mean", "std": "std", "count": "n"}  # pandas aggregation -> column suffix in compare.csv
-ALWAYS_DIFFERENT = ("seed",)  # the params the runs of one model may differ in
+MAY_DIFFER = ("seed",)  # the params the runs of one model may differ in
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _check_seed_only(sweep: Sweep) -> None:
     """The runs of each model must differ in the seed alone, and no seed may repeat."""
     for model in dict.fromkeys(child.model for child in sweep.children):
         runs = [child for child in sweep.children if child.model == model]
-        keys = set().union(*(child.params for child in runs)) - set(ALWAYS_DIFFERENT)
+        keys = set().union(*(child.params for child in runs)) - set(MAY_DIFFER)
         differ = {
             key: sorted({child.params.get(key, "–") for child in runs})
             for key in sorted(keys)

@@ -5,8 +5,8 @@ figures of the compare stage's reports under the same keys: `train` holds `param
 `param_count`), `epochs` (the last epoch of the monitored metric) and every metric with `/` read as `_`
 (`val/acc_best` as `val_acc_best`, `train/seq_per_s` as `train_seq_per_s`); `eval` holds the metrics a
 test logged, `test/<key>` as `<key>` (training's test of the best checkpoint: `acc`, `f1`, ...; an
-evaluation logs the same names). A child that did not finish, a parent still running and children of
-another task are refused, each run named.
+evaluation logs the same names). A sweep still running or ended FAILED, a child that did not finish and
+children of another task are refused, each run named.
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ def read_sweep(client: MlflowClient, parent_id: str, kind: str) -> Sweep:
     """The sweep of parent run `parent_id`; its children must be FINISHED runs of task kind `kind`."""
     parent = _parent(client, parent_id)
     runs = sorted(_children(client, parent), key=lambda run: run.info.start_time)
+    if parent.info.status == "RUNNING":
+        raise MissingInputError(
+            f"sweep {parent.info.run_name} is still RUNNING ({len(runs)} child runs so far): compare it once "
+            "it has ended (if its process was killed, run the sweep again)"
+        )
     if not runs:
-        raise MissingInputError(f"sweep {parent.info.run_name} ({parent_id}) has no child runs yet")
+        raise MissingInputError(f"sweep {parent.info.run_name} ({parent_id}) has no child runs")
     unfinished = [f"{run.info.run_name} ({run.info.status})" for run in runs if run.info.status != "FINISHED"]
     if unfinished:
         raise MissingInputError(
@@ -66,8 +71,8 @@ def read_sweep(client: MlflowClient, parent_id: str, kind: str) -> Sweep:
         )
     if parent.info.status != "FINISHED":
         raise MissingInputError(
-            f"sweep {parent.info.run_name} is {parent.info.status}, not FINISHED: wait for it to end, or "
-            "rerun it if a job failed before its run started"
+            f"sweep {parent.info.run_name} ended {parent.info.status} (a job failed before its run "
+            "started?): run the sweep again"
         )
     task = _shared(runs, parent.info.run_name)
     if task["task/kind"] != kind:
