@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rnnlab.errors import ConfigError, LayoutError
-from rnnlab.tasks.charlm.bptt import BpttChunks, CharLMDataModule, bptt_rows, num_chunks
+from rnnlab.models.truncated_bptt import BpttChunks, bptt_rows, num_chunks
+from rnnlab.tasks.charlm.bptt import CharLMDataModule
 from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import TEXT
 

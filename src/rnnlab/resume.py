@@ -5,7 +5,7 @@ Lightning restores the weights, optimizer, schedulers, loop counters and callbac
 the random number generators (dropout), nor — in a checkpoint saved mid-epoch — the epoch's running values
 (`self.log(..., on_epoch=True)` accumulators and the module's torchmetrics), nor the position in the data:
 every datamodule saves that (rnnlab.data.resumable.ResumableDataModule.state_dict), and the language model
-the hidden state it carries into the next batch (rnnlab.tasks.charlm.language_model).
+the hidden state it carries into the next batch (rnnlab.models.truncated_bptt).
 """
 
 from __future__ import annotations

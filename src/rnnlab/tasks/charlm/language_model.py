@@ -1,10 +1,8 @@
 """LightningModule for a character-level language model trained with truncated backpropagation through time.
 
-Consecutive batches continue each other row by row (bptt.py), so the hidden state at the end of one
-chunk is the right starting state for the next: it is carried over, and detached so that gradients stop at
-the chunk boundary (the chunk length is the truncation). A checkpoint saved mid-epoch holds the carried
-state, so a run resumed from it continues as the uninterrupted run did. Loss is cross-entropy in nats per
-character; `<stage>/bpc` is the same in bits.
+Consecutive batches continue each other row by row, so the hidden state at the end of one chunk is carried
+into the next, detached, and saved in mid-epoch checkpoints (rnnlab.models.truncated_bptt). Loss is
+cross-entropy in nats per character; `<stage>/bpc` is the same in bits.
 """
 
 from __future__ import annotations
@@ -16,16 +14,14 @@ import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.base import RecurrentTaskModule, check_optim
-from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, RecurrentState, detach_state, map_state
-from rnnlab.resume import training_position
+from rnnlab.models.base import check_optim
+from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, RecurrentState
+from rnnlab.models.truncated_bptt import CarriedStateModule
 from rnnlab.tasks.charlm.corpus import CharVocabulary
 from rnnlab.tasks.charlm.generation import generate
 
-CARRIED_KEY = "carried_train_state"  # the checkpoint's entry for the state carried into the next batch
 
-
-class CharLanguageModel(RecurrentTaskModule):
+class CharLanguageModel(CarriedStateModule):
     """Many-to-many: `inputs` [B, L] character ids -> logits [B, L, V] for the next character.
 
     `alphabet` (the vocabulary's characters, in id order) is saved with the checkpoint, so a checkpoint
@@ -58,8 +54,6 @@ class CharLanguageModel(RecurrentTaskModule):
         self.encoder = RecurrentEncoder(vocab_size, EncoderConfig(**encoder), padding_idx=None)
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.encoder.output_size, vocab_size))
         self.loss = nn.CrossEntropyLoss()
-        self.carried: dict[str, RecurrentState | None] = {"train": None, "val": None}
-        self.resumed: RecurrentState | None = None  # the carried state of the checkpoint a fit resumes
 
     def step(
         self, ids: torch.Tensor, state: RecurrentState | None = None
@@ -91,11 +85,8 @@ class CharLanguageModel(RecurrentTaskModule):
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         inputs, targets = batch["inputs"], batch["targets"]
-        state = self.carried[stage]
-        if state is not None and self._state_batch(state) != inputs.size(0):
-            state = None  # a last batch with fewer streams starts afresh
-        logits, state = self.step(inputs, state)
-        self.carried[stage] = detach_state(state)
+        logits, state = self.step(inputs, self.carried_state(stage, inputs.size(0)))
+        self.carry(stage, state)
         loss = self.loss(logits.flatten(0, 1), targets.flatten())
         chars = targets.numel()
         self.log(
@@ -111,34 +102,6 @@ class CharLanguageModel(RecurrentTaskModule):
             f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=chars, sync_dist=True
         )
         return loss
-
-    @staticmethod
-    def _state_batch(state: RecurrentState) -> int:
-        first = state[0][0] if isinstance(state[0], tuple) else state[0]
-        return first.size(1)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Mid-epoch, the state the next training batch starts from (an epoch's first batch starts afresh)."""
-        state = self.carried["train"]
-        if state is not None and self._trainer is not None and training_position(self._trainer)[1] > 0:
-            checkpoint[CARRIED_KEY] = map_state(state, torch.Tensor.cpu)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._trainer is not None:  # a fit resuming, not `load_from_checkpoint`
-            self.resumed = checkpoint.get(CARRIED_KEY)
-
-    def on_train_start(self) -> None:
-        """A fit resumed mid-epoch starts from the checkpoint's carried state (Lightning does not call
-        `on_train_epoch_start` for the epoch it resumes mid-way)."""
-        state, self.resumed = self.resumed, None
-        if state is not None:
-            self.carried["train"] = map_state(state, lambda t: t.to(self.device))
-
-    def on_train_epoch_start(self) -> None:
-        self.carried["train"] = None
-
-    def on_validation_epoch_start(self) -> None:
-        self.carried["val"] = None
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
