@@ -41,6 +41,7 @@ def test_outputs_of_the_data_stages(repo):
         "source.json",
         "test.parquet",
         "train.parquet",
+        "unsup.parquet",
     ]
     vocab = json.loads((work / "data/prepared/imdb/vocab.json").read_text())
     assert vocab["specials"] == ["<pad>", "<oov>"] and len(vocab["tokens"]) + 2 == stats_vocab_size(work)
@@ -53,6 +54,7 @@ def test_outputs_of_the_data_stages(repo):
     stats = json.loads((work / "reports/imdb/data/prepare.json").read_text())
     assert stats["vocab_size"] == meta["vocab_size"] and 0 < stats["splits"]["test"]["oov_rate"] < 0.2
     assert set(stats["splits"]["train"]["token_length"]) >= {"p50", "p90", "p95", "p99"}
+    assert stats["unsup"]["reviews"] == 200  # tokenized with the training split's vocabulary, for pretraining
     assert not list(work.glob("data/**/.*.tmp")), "temporary folders left behind"
 
 

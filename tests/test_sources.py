@@ -32,14 +32,15 @@ def _tar_gz(folder: Path, archive: Path, arcname: str | None = None) -> Path:
 
 
 def _imdb_folder(parent: Path, extra: dict[str, bytes] | None = None, skip: str = "") -> Path:
-    """Write a tiny aclImdb/ (ids 2 and 10 per split and label, plus unsup/ and a README); return it."""
+    """Write a tiny aclImdb/ (ids 2 and 10 per split and label, and in train/unsup/; a README); return it."""
     files = {
         f"{split}/{label}/{i}_{rating}.txt": f"{split} {label} {i}".encode()
         for split in ("train", "test")
         for label, rating in (("neg", 2), ("pos", 9))
         for i in (10, 2)
     }
-    files.update({"train/unsup/0_0.txt": b"unlabelled", "README": b"readme", **(extra or {})})
+    files.update({f"train/unsup/{i}_0.txt": f"unlabelled {i}".encode() for i in (10, 2)})
+    files.update({"README": b"readme", **(extra or {})})
     root = parent / "aclImdb"
     for name, data in files.items():
         if skip and name.startswith(skip):
@@ -112,7 +113,7 @@ def test_mini_archive(tmp_path):
         environ={},
         progress=False,
     )
-    assert info["reviews"] == {"train": 1000, "test": 1000}
+    assert info["reviews"] == {"train": 1000, "test": 1000, "unsup": 200}
     assert info["label_counts"]["train"] == info["label_counts"]["test"] == {"neg": 500, "pos": 500}
     assert info["sha256"] == MINI_SHA256 and info["label_names"] == ["neg", "pos"]
     train = tables["train"].to_pydict()
@@ -129,7 +130,7 @@ def test_mini_archive_and_its_extraction_give_identical_tables(tmp_path):
     from_archive = read_imdb_archive(MINI, progress=False)
     from_folder = read_imdb_folder(tmp_path, progress=False)
     assert from_archive[1] == from_folder[1]
-    for split in ("train", "test"):
+    for split in ("train", "test", "unsup"):
         assert from_archive[0][split].equals(from_folder[0][split])
         assert from_archive[0][split].schema == from_folder[0][split].schema
 
@@ -160,7 +161,7 @@ def test_local_archive_is_checksummed_and_read(tmp_path):
     archive = _tar_gz(_imdb_folder(tmp_path / "src"), tmp_path / "imdb.tar.gz")
     cfg = {"kind": "imdb", "uri": str(archive)}
     tables, info = acquire(cfg, "imdb", tmp_path / "dl", environ={}, progress=False)
-    assert info["reviews"] == {"train": 4, "test": 4} and len(info["sha256"]) == 64
+    assert info["reviews"] == {"train": 4, "test": 4, "unsup": 2} and len(info["sha256"]) == 64
     assert tables["train"]["review_id"].to_pylist() == [
         "train/neg/2",
         "train/neg/10",
@@ -169,6 +170,25 @@ def test_local_archive_is_checksummed_and_read(tmp_path):
     ]
     with pytest.raises(ChecksumError, match=SHA_A):
         acquire({**cfg, "sha256": SHA_A}, "imdb", tmp_path / "dl", environ={}, progress=False)
+
+
+@pytest.mark.parametrize("from_archive", [False, True])
+def test_unlabelled_reviews_are_a_table_of_their_own(tmp_path, from_archive):
+    """train/unsup/ becomes the `unsup` table (text and review id, in numeric id order), never a labelled row;
+    a copy without train/unsup/ gives an empty one."""
+    for skip in ("", "train/unsup/"):
+        root = _imdb_folder(tmp_path / (skip.strip("/").replace("/", "_") or "all"), skip=skip)
+        if from_archive:
+            tables, info = read_imdb_archive(_tar_gz(root, root.parent / "imdb.tar.gz"), progress=False)
+        else:
+            tables, info = read_imdb_folder(root, progress=False)
+        unsup = tables["unsup"].to_pydict()
+        expected = {"text": ["unlabelled 2", "unlabelled 10"], "review_id": ["unsup/2", "unsup/10"]}
+        assert unsup == ({"text": [], "review_id": []} if skip else expected)
+        assert info["reviews"]["unsup"] == len(unsup["text"]) and "unsup" not in info["label_counts"]
+        assert not any(
+            "unlabelled" in text for split in ("train", "test") for text in tables[split]["text"].to_pylist()
+        )
 
 
 @pytest.mark.parametrize(("skip", "missing"), [("test/", "test/"), ("train/pos/", "train/pos/")])
@@ -190,7 +210,7 @@ def test_archive_missing_folder_raises_layout_error(tmp_path, skip, missing):
 def test_archive_root_variants(tmp_path, arcname):
     archive = _tar_gz(_imdb_folder(tmp_path), tmp_path / "imdb.tar.gz", arcname=arcname)
     tables, info = read_imdb_archive(archive, progress=False)
-    assert info["reviews"] == {"train": 4, "test": 4}
+    assert info["reviews"] == {"train": 4, "test": 4, "unsup": 2}
     assert tables["test"]["review_id"].to_pylist() == [
         "test/neg/2",
         "test/neg/10",
@@ -213,9 +233,9 @@ def test_empty_and_non_utf8_reviews_are_kept_and_counted(tmp_path, from_archive)
         tables, info = read_imdb_archive(_tar_gz(root, tmp_path / "imdb.tar.gz"), progress=False)
     else:
         tables, info = read_imdb_folder(root, progress=False)
-    assert info["empty_reviews"] == {"train": 1, "test": 0}
-    assert info["non_utf8_reviews"] == {"train": 0, "test": 1}
-    assert info["reviews"] == {"train": 5, "test": 5}
+    assert info["empty_reviews"] == {"train": 1, "test": 0, "unsup": 0}
+    assert info["non_utf8_reviews"] == {"train": 0, "test": 1, "unsup": 0}
+    assert info["reviews"] == {"train": 5, "test": 5, "unsup": 2}
     assert "caf\ufffd au lait" in tables["test"]["text"].to_pylist()
 
 
@@ -236,7 +256,7 @@ def test_url_source_downloads_once_into_downloads_dir(tmp_path):
         cfg = {"kind": "imdb", "uri": url, "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
         for _ in range(2):
             tables, info = acquire(cfg, "imdb", tmp_path / "dl", {"retries": 0}, environ={}, progress=False)
-            assert info["reviews"] == {"train": 4, "test": 4}
+            assert info["reviews"] == {"train": 4, "test": 4, "unsup": 2}
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -1,8 +1,9 @@
 """The IMDB reviews (aclImdb layout), read from an archive or from an extracted folder.
 
-Both read aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt (the aclImdb/ level is optional; `unsup/` and
-other files are ignored) and turn the (path, bytes) review files into tables through one code path, so an
-archive and its extraction give identical tables.
+Both read aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt and the unlabelled reviews
+aclImdb/train/unsup/<id>_0.txt (optional: a copy without them gives an empty `unsup` table; the aclImdb/ level
+is optional too; other files are ignored) and turn the (path, bytes) review files into tables through one code
+path, so an archive and its extraction give identical tables.
 """
 
 from __future__ import annotations
@@ -22,25 +23,28 @@ from rnnlab.errors import LayoutError
 
 IMDB_SPLITS = ("train", "test")
 IMDB_LABELS = ("neg", "pos")
+UNLABELLED = "unsup"  # the unlabelled reviews' table (as rnnlab.data.store names it); ids "unsup/<id>"
+UNSUP_FOLDER = "train/unsup"
 _TOP = "aclImdb"
-_IN_LABEL_FOLDER = r"(?:train|test)/(?:neg|pos)/[^/]+\.txt"
-_BELOW_ROOT = re.compile(_IN_LABEL_FOLDER)
-_REVIEW_PATH = re.compile(rf"(?:{_TOP}/)?{_IN_LABEL_FOLDER}")
+_IN_REVIEW_FOLDER = rf"(?:(?:train|test)/(?:neg|pos)|{UNSUP_FOLDER})/[^/]+\.txt"
+_BELOW_ROOT = re.compile(_IN_REVIEW_FOLDER)
+_REVIEW_PATH = re.compile(rf"(?:{_TOP}/)?{_IN_REVIEW_FOLDER}")
 _REVIEW_NAME = re.compile(r"(\d+)_(\d+)\.txt")
 
 Tables = tuple[dict[str, pa.Table], dict]
 
 
 def read_imdb_folder(root: str | os.PathLike, progress: bool = True) -> Tables:
-    """Read the labelled reviews of an extracted `aclImdb/` folder (or the folder that contains it)."""
+    """Read the reviews of an extracted `aclImdb/` folder (or the folder that contains it)."""
     root = Path(root)
     root = root / _prefix(lambda rel: (root / rel).is_dir())
     _check_layout(lambda rel: (root / rel).is_dir(), str(root))
+    folders = [f"{split}/{label}" for split in IMDB_SPLITS for label in IMDB_LABELS]
+    folders += [UNSUP_FOLDER] if (root / UNSUP_FOLDER).is_dir() else []
     names = [
-        f"{split}/{label}/{entry.name}"
-        for split in IMDB_SPLITS
-        for label in IMDB_LABELS
-        for entry in os.scandir(root / split / label)
+        f"{folder}/{entry.name}"
+        for folder in folders
+        for entry in os.scandir(root / folder)
         if entry.name.endswith(".txt") and entry.is_file()
     ]
     bar = tqdm(names, desc="read reviews", unit="file", disable=not progress)
@@ -48,7 +52,7 @@ def read_imdb_folder(root: str | os.PathLike, progress: bool = True) -> Tables:
 
 
 def read_imdb_archive(archive: str | os.PathLike, progress: bool = True) -> Tables:
-    """Read the labelled reviews straight out of an IMDB tar or zip archive; nothing is written to disk."""
+    """Read the reviews straight out of an IMDB tar or zip archive; nothing is written to disk."""
     selected = read_members(archive, _is_review_path, progress=progress)
     files = {posixpath.normpath(name): data for name, data in selected}  # a later duplicate wins
     folders = {parent for name in files for parent in _parents(name)}
@@ -96,18 +100,23 @@ def _check_layout(has_folder: Callable[[str], bool], where: str) -> None:
 
 
 def _tables(files: Iterable[tuple[str, bytes]], where: str) -> Tables:
-    """Turn (split/label/<id>_<rating>.txt, bytes) review files into per-split tables and their info.
+    """Turn (split/label/<id>_<rating>.txt or train/unsup/<id>_0.txt, bytes) review files into the tables
+    `train`, `test` and `unsup` (text and review_id only) and their info.
 
     Rows are in (label, numeric id) order. Non-UTF-8 reviews are decoded with replacement characters and
     counted; empty reviews are kept and counted.
     """
-    rows: dict[str, list] = {split: [] for split in IMDB_SPLITS}
+    rows: dict[str, list] = {split: [] for split in (*IMDB_SPLITS, UNLABELLED)}
     for rel, data in files:
-        split, label, name = rel.split("/")
+        folder, name = rel.rsplit("/", 1)
         match = _REVIEW_NAME.fullmatch(name)
         if not match:
             raise LayoutError(f"Unexpected file {rel!r} in {where}: reviews are named <id>_<rating>.txt.")
-        rows[split].append((IMDB_LABELS.index(label), int(match[1]), int(match[2]), name, data))
+        if folder == UNSUP_FOLDER:
+            rows[UNLABELLED].append((0, int(match[1]), int(match[2]), name, data))
+        else:
+            split, label = folder.split("/")
+            rows[split].append((IMDB_LABELS.index(label), int(match[1]), int(match[2]), name, data))
     info: dict = {
         "label_names": list(IMDB_LABELS),
         "reviews": {},
@@ -116,7 +125,7 @@ def _tables(files: Iterable[tuple[str, bytes]], where: str) -> Tables:
         "empty_reviews": {},
     }
     tables = {}
-    for split in IMDB_SPLITS:
+    for split in rows:
         tables[split], stats = _split_table(split, sorted(rows[split]))
         for key, value in stats.items():
             info[key][split] = value
@@ -124,7 +133,8 @@ def _tables(files: Iterable[tuple[str, bytes]], where: str) -> Tables:
 
 
 def _split_table(split: str, rows: list) -> tuple[pa.Table, dict]:
-    """Decode one split's sorted (label, id, rating, name, bytes) rows into a table and its counts."""
+    """Decode one split's sorted (label, id, rating, name, bytes) rows into a table and its counts (the
+    unlabelled split: texts and ids only)."""
     texts, non_utf8 = [], 0
     for *_, raw in rows:
         try:
@@ -132,6 +142,14 @@ def _split_table(split: str, rows: list) -> tuple[pa.Table, dict]:
         except UnicodeDecodeError:
             texts.append(raw.decode("utf-8", errors="replace"))
             non_utf8 += 1
+    stats = {
+        "reviews": len(rows),
+        "non_utf8_reviews": non_utf8,
+        "empty_reviews": sum(not text.strip() for text in texts),
+    }
+    if split == UNLABELLED:
+        ids = pa.array([f"{UNLABELLED}/{row[1]}" for row in rows], pa.string())
+        return pa.table({"text": pa.array(texts, pa.string()), "review_id": ids}), stats
     labels = [row[0] for row in rows]
     table = pa.table(
         {
@@ -142,9 +160,4 @@ def _split_table(split: str, rows: list) -> tuple[pa.Table, dict]:
         }
     )
     counts = np.bincount(labels, minlength=len(IMDB_LABELS)).tolist()
-    return table, {
-        "reviews": len(rows),
-        "label_counts": dict(zip(IMDB_LABELS, counts, strict=True)),
-        "non_utf8_reviews": non_utf8,
-        "empty_reviews": sum(not text.strip() for text in texts),
-    }
+    return table, {**stats, "label_counts": dict(zip(IMDB_LABELS, counts, strict=True))}

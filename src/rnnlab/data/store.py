@@ -1,7 +1,9 @@
 """On-disk formats passed between the data stages.
 
-- raw (download): one parquet table per split with `text` and `label` columns, plus `source.json`.
-- prepared (prepare): one parquet table per split with `ids` (list<int32>, unpadded) and `label`.
+- raw (download): one parquet table per split with `text`, `label` and `review_id` columns, plus
+  `source.json`; IMDB sources also `unsup.parquet`, the unlabelled texts (`text`, `review_id`).
+- prepared (prepare): one parquet table per split with `ids` (list<int32>, unpadded), `label` and `review_id`;
+  `unsup.parquet` with `ids` and `review_id` (no rows when the source has no unlabelled texts).
 - encoded (encode): per split a folder of `.npy` arrays that numpy memory-maps:
   `ids` int32 [n, max_len], `lengths` int32 (tokens kept), `token_counts` int32 (before truncation),
   `labels` int32.
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 from rnnlab.errors import LayoutError
 
 SPLITS = ("train", "val", "test")  # the splits prepare and encode write
+UNLABELLED = "unsup"  # the table of unlabelled texts (raw: IMDB's train/unsup/; prepared: always written)
 ENCODED_ARRAYS = ("ids", "lengths", "token_counts", "labels")
 
 
@@ -33,10 +36,10 @@ def read_split_table(folder: Path, split: str, columns: list[str] | None = None)
     return pq.read_table(path, columns=columns)
 
 
-def token_id_table(flat_ids: np.ndarray, offsets: np.ndarray, labels: pa.Array) -> pa.Table:
-    """A prepared split: ragged token ids (one list per text) beside their labels."""
+def token_id_table(flat_ids: np.ndarray, offsets: np.ndarray, **columns: pa.Array) -> pa.Table:
+    """A prepared split: ragged token ids (one list per text) beside `columns` (label, review_id)."""
     ids = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat_ids, pa.int32()))
-    return pa.table({"ids": ids, "label": labels})
+    return pa.table({"ids": ids, **columns})
 
 
 def ragged_ids(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

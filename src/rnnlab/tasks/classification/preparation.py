@@ -1,17 +1,19 @@
 """The classification task's `prepare` stage: carve the validation split, tokenize, build the vocabulary on
-train and map tokens to ids; the positive class of binary metrics."""
+train and map tokens to ids (the unlabelled texts too, for pretraining); the positive class of binary
+metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from rnnlab.config import resolve_path, section
 from rnnlab.data.encode import token_length_stats
 from rnnlab.data.splits import stratified_split
-from rnnlab.data.store import read_split_table, token_id_table, write_split_table
+from rnnlab.data.store import UNLABELLED, read_split_table, token_id_table, write_split_table
 from rnnlab.data.tokenize import TokenizerConfig, tokenize
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.errors import ConfigError
@@ -19,29 +21,30 @@ from rnnlab.io import atomic_dir, read_json, write_json
 
 
 def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Carve a stratified validation split, tokenize, build the vocabulary (train only), map tokens to ids.
+    """Carve a stratified validation split, tokenize, build the vocabulary (train only), map tokens to ids;
+    the unlabelled texts (`unsup`, no rows when the source has none) get the same tokens and vocabulary.
 
     Returns the DVC metrics (data statistics) and the summary line's facts.
     """
     source = read_json(resolve_path(cfg.paths.raw_dir) / "source.json")
-    tables = labelled_splits(cfg)
-    tokens = tokenized(cfg, tables)
+    tables, unsup = labelled_splits(cfg), unlabelled(cfg)
+    tokens = tokenized(cfg, {**tables, UNLABELLED: unsup})
     vocab = Vocabulary.build(tokens["train"], cfg.data.vocab.max_size, cfg.data.vocab.min_freq)
     metrics: dict[str, Any] = {"vocab_size": len(vocab), "splits": {}}
     with atomic_dir(resolve_path(cfg.paths.prepared_dir)) as out:
         vocab.save(out / "vocab.json")
         for split, table in tables.items():
             flat, offsets = vocab.encode(tokens[split])
-            labels = table.column("label").combine_chunks()
-            write_split_table(out, split, token_id_table(flat, offsets, labels))
-            lengths = token_length_stats(offsets)
+            columns = {name: table.column(name).combine_chunks() for name in ("label", "review_id")}
+            write_split_table(out, split, token_id_table(flat, offsets, **columns))
             metrics["splits"][split] = {
-                "reviews": table.num_rows,
-                "oov_rate": Vocabulary.oov_share(flat),
-                "empty_reviews": lengths["empty"],
-                "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
+                **token_stats(flat, offsets),
                 "label_counts": class_counts(table, source["label_names"]),
             }
+        flat, offsets = vocab.encode(tokens[UNLABELLED])
+        ids = unsup.column("review_id").combine_chunks()
+        write_split_table(out, UNLABELLED, token_id_table(flat, offsets, review_id=ids))
+        metrics[UNLABELLED] = token_stats(flat, offsets)
         meta = {
             "label_names": source["label_names"],
             "num_classes": len(source["label_names"]),
@@ -53,6 +56,7 @@ def prepare(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     facts = {
         "vocab": len(vocab),
         **{s: m["reviews"] for s, m in metrics["splits"].items()},
+        UNLABELLED: metrics[UNLABELLED]["reviews"],
         "train_oov": f"{metrics['splits']['train']['oov_rate']:.2%}",
     }
     return metrics, facts
@@ -68,6 +72,25 @@ def labelled_splits(cfg: DictConfig) -> dict[str, Any]:
         key="data.split.val_fraction",
     )
     return {"train": train, "val": val, "test": read_split_table(raw, "test")}
+
+
+def unlabelled(cfg: DictConfig) -> pa.Table:
+    """The raw unlabelled texts (`text`, `review_id`): IMDB's train/unsup/; no rows for a source without."""
+    raw = resolve_path(cfg.paths.raw_dir)
+    if (raw / f"{UNLABELLED}.parquet").is_file():
+        return read_split_table(raw, UNLABELLED)
+    return pa.table({"text": pa.array([], pa.string()), "review_id": pa.array([], pa.string())})
+
+
+def token_stats(flat: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
+    """A prepared split's statistics: texts, OOV rate, empty texts, token-length percentiles."""
+    lengths = token_length_stats(offsets)
+    return {
+        "reviews": len(offsets) - 1,
+        "oov_rate": Vocabulary.oov_share(flat),
+        "empty_reviews": lengths["empty"],
+        "token_length": {k: lengths[k] for k in ("p50", "p90", "p95", "p99", "mean", "max")},
+    }
 
 
 def tokenized(cfg: DictConfig, tables: dict[str, Any]) -> dict[str, Any]:
