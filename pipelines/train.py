@@ -89,9 +89,12 @@ def main(cfg: DictConfig) -> float:
             best_key(cfg): best,
             "train_seq_per_s": train_seq_per_s,
             **{k: float(v) for k, v in test.items()},
+            **built.links,
         }
         write_outputs(cfg, model, logger, task.artifacts(cfg), report, dirs.work)
-        description = run_logger.describe(model_cfg, cfg.task.monitor, best, logger.pinned, report)
+        description = (
+            run_logger.describe(model_cfg, cfg.task.monitor, best, logger.pinned, report) + built.note
+        )
         name = f"{cfg.logger.experiment_name}-{model_cfg['name']}"
         run_logger.log_run_model(logger, name, model, data, best_path, description)
         run_dirs.publish(dirs)
@@ -113,12 +116,15 @@ def record_run_setup(
     digest: str,
     resumed: bool,
 ) -> None:
-    """Params (the trained config and model facts), datasets and device tags, before training starts."""
-    facts = {**built.params, "param_count": sum(p.numel() for p in built.model.parameters())}
+    """Params (the trained config and model facts), datasets, device tags and the tags of the runs it starts
+    from, before training starts."""
+    facts = {**built.params, **built.links, "param_count": sum(p.numel() for p in built.model.parameters())}
     run_logger.record_setup(logger, cfg, model_cfg, facts, data, digest, resumed)
     run = logger.experiment
     run.set_tag(logger.run_id, "device", run_logger.device_name(trainer.strategy.root_device))
     run.set_tag(logger.run_id, "world_size", str(trainer.world_size))
+    for key, run_id in built.links.items():
+        run.set_tag(logger.run_id, key, run_id)
     if resumed:
         run.update_run(logger.run_id, status="RUNNING")
     if built.metrics:

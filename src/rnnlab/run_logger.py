@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.tracking import PARENT_RUN_ENV, datasets, ensure_experiment, run_name, source_tags
 from rnnlab.tracking.logged_model import log_checkpoint_model
 
-# Sections of the config that other stages read: a training run does not log them as its params.
-OTHER_STAGES = ("models", "compare", "registry")
+# Sections of the config that other stages read: a training run does not log them as its params (a run
+# that starts from the pretrain stage's output names that run instead: Built.links).
+OTHER_STAGES = ("models", "compare", "registry", "pretrain")
 DESCRIPTION_TAG = "mlflow.note.content"  # the run page's Description
 
 
@@ -80,7 +81,7 @@ def make_logger(
 
 def run_params(cfg: DictConfig, model_cfg: dict[str, Any], source: str | None) -> dict[str, Any]:
     """The resolved config a run trained with: the trained cell as `model` (under DVC the `models.<key>`
-    section), without the sections of other stages (`models`, `compare`, `registry`), and with
+    section), without the sections of other stages (`models`, `compare`, `registry`, `pretrain`), and with
     `data.source.uri` as the source actually read (a local mirror, when one was used)."""
     params = OmegaConf.to_container(cfg, resolve=True)
     for key in OTHER_STAGES:

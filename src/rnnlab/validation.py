@@ -33,6 +33,7 @@ from rnnlab.models.base import MODES, SCHEDULERS
 from rnnlab.models.cells import CELLS
 from rnnlab.models.encoder import INITS
 from rnnlab.models.pooling import POOLINGS
+from rnnlab.pretraining.outputs import NONE
 from rnnlab.rules import Rule, choice, either, integer, is_int, items, nullable, number, passes, refused, text
 from rnnlab.tasks import KINDS, task_of
 
@@ -51,6 +52,7 @@ PATHS = (
     "prepared_dir",
     "encoded_dir",
     "models_dir",
+    "pretrain_dir",
     "reports_dir",
     "runs_dir",
 )
@@ -70,6 +72,8 @@ MODEL = {
     "init": choice(INITS),
     "forget_bias": nullable(number(), "keep the init's bias"),
     "pretrained_embeddings": nullable(text(), "no pretrained vectors"),
+    # The classification task, which has a pretrain stage, allows more (its RULES)
+    "init_from": Rule(lambda v: v == NONE, f"{NONE} (pretrained weights: the imdb task only)", ("word2vec",)),
     "freeze_embeddings_epochs": NON_NEGATIVE,
 }
 

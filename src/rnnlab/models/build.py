@@ -42,11 +42,13 @@ def build_classifier(
     vocab_path: Path,
     positive_index: int = 1,
     adversarial: dict[str, Any] | None = None,
+    vectors: Path | None = None,
 ) -> tuple[SequenceClassifier, float | None]:
     """The classifier, and the pretrained-vector coverage of the vocabulary (None without vectors).
 
     `adversarial`: the classifier's `adversarial*` arguments (`train.adversarial*`); the embeddings are then
-    normalised with the vocabulary's training counts.
+    normalised with the vocabulary's training counts. `vectors`: a word-vector file for the embedding (the
+    pretrain stage's, with `model.init_from=word2vec`); else `model.pretrained_embeddings`, if set.
     """
     vocab = Vocabulary.load(vocab_path)
     adversarial = adversarial or {}
@@ -61,10 +63,10 @@ def build_classifier(
         **adversarial,
         word_counts=counts,
     )
-    if not model_cfg.get("pretrained_embeddings"):
+    if vectors is None and model_cfg.get("pretrained_embeddings"):
+        vectors = resolve_path(model_cfg["pretrained_embeddings"])
+    if vectors is None:
         return model, None
-    vectors = read_pretrained_vectors(
-        resolve_path(model_cfg["pretrained_embeddings"]), vocab.tokens, model_cfg["embedding_dim"]
-    )
-    apply_pretrained(model.encoder.embedding, vectors)
-    return model, vectors.coverage
+    found = read_pretrained_vectors(vectors, vocab.tokens, model_cfg["embedding_dim"])
+    apply_pretrained(model.encoder.embedding, found)
+    return model, found.coverage

@@ -27,11 +27,15 @@ KINDS = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__) if inf
 
 @dataclass
 class Built:
-    """A fresh model, the facts logged as run params, and metrics known before training."""
+    """A fresh model, the facts logged as run params, metrics known before training, and the runs it starts
+    from: `links` (logged as params and tags, kept in the training report) and `note` (ends the run's
+    description)."""
 
     model: L.LightningModule
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass

@@ -27,7 +27,8 @@ from rnnlab.io import write_json
 from rnnlab.models.adversarial import MODES as ADVERSARIAL_MODES
 from rnnlab.models.build import adversarial_args, build_classifier
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.rules import choice, integer, items, nullable, number, passes
+from rnnlab.pretraining.outputs import INIT_FROM, NONE, pretrained_init
+from rnnlab.rules import choice, integer, items, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 from rnnlab.tasks.classification.acquisition import download as download
 from rnnlab.tasks.classification.preparation import prepare as prepare
@@ -62,6 +63,15 @@ RULES = {
     "train.adversarial": choice(ADVERSARIAL_MODES),
     "train.adversarial_epsilon": number(0, open_low=True),
     "train.adversarial_xi": number(0, open_low=True),
+    "model.init_from": choice(INIT_FROM),
+    "models.*.init_from": choice(INIT_FROM),
+    "pretrain.word2vec.vector_size": integer(1),
+    "pretrain.word2vec.window": integer(1),
+    "pretrain.word2vec.min_count": integer(1),
+    "pretrain.word2vec.sg": choice((0, 1)),
+    "pretrain.word2vec.negative": integer(1),
+    "pretrain.word2vec.sample": number(0),
+    "pretrain.word2vec.epochs": integer(1),
     "eval.length_buckets": nullable(
         passes(
             check_bucket_edges,
@@ -74,7 +84,21 @@ RULES = {
 
 
 def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterator[str]:
-    return iter(())
+    if trained.get("init_from", NONE) == NONE:
+        return
+    if trained.get("pretrained_embeddings"):
+        yield refused(
+            f"{key}.pretrained_embeddings",
+            trained["pretrained_embeddings"],
+            f"null ({key}.init_from={trained['init_from']} gives the embedding its vectors)",
+        )
+    size = ((cfg.get("pretrain") or {}).get(trained["init_from"]) or {}).get("vector_size")
+    if size is not None and trained.get("embedding_dim") != size:
+        yield refused(
+            f"{key}.embedding_dim",
+            trained.get("embedding_dim"),
+            f"{size} (pretrain.{trained['init_from']}.vector_size; {key}.init_from={trained['init_from']})",
+        )
 
 
 def positive_index(meta: dict[str, Any]) -> int:
@@ -92,7 +116,10 @@ def datamodule(cfg: DictConfig) -> SequenceDataModule:
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
+    """The classifier; with `model.init_from=word2vec` its embedding starts from the pretrain stage's vectors
+    and the run links to the pretraining run."""
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
+    init = pretrained_init(cfg, model_cfg)
     model, coverage = build_classifier(
         model_cfg,
         optim_args(cfg),
@@ -100,10 +127,13 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
         vocab_path,
         positive_index(data.meta),
         adversarial_args(section(cfg, "train")),
+        vectors=None if init is None else init.vectors,
     )
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
     params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
-    return Built(model, params, metrics)
+    if init is None:
+        return Built(model, params, metrics)
+    return Built(model, params, metrics, links=init.links(), note=init.note())
 
 
 def callbacks(
