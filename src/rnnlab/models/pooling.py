@@ -32,7 +32,8 @@ class Pooling(nn.Module):
             weights = mask.unsqueeze(-1).to(x.dtype)
             return (x * weights).sum(1) / lengths.unsqueeze(1).to(x.dtype)
         if self.kind == "max":
-            return x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min).amax(1)
+            # max(), not amax(): its backward scatters into the argmax steps instead of comparing every step
+            return x.masked_fill(~mask.unsqueeze(-1), torch.finfo(x.dtype).min).max(1).values
         scores = self.score(x).squeeze(-1).masked_fill(~mask, torch.finfo(x.dtype).min)
         weights = torch.softmax(scores, dim=1).unsqueeze(-1)
         return (x * weights).sum(1)
