@@ -82,7 +82,14 @@ def test_smoke_experiment_runs_the_whole_pipeline(smoke_pipeline):
 
     work, env, out = smoke_pipeline
     stages = ["prepare", "encode", *(f"{s}@{c}" for s in ("train", "evaluate", "export") for c in CELLS)]
-    for stage in (*stages, "pretrain", "baseline", "register", "compare"):
+    for stage in (
+        *stages,
+        "pretrain",
+        *(f"pretrain_lm@{c}" for c in CELLS),
+        "baseline",
+        "register",
+        "compare",
+    ):
         assert f"Running stage '{stage}'" in out, stage
     for other in ("forecast", "elecdemand", "charlm", "tinyshakespeare"):
         assert other not in out, other

@@ -227,10 +227,13 @@ def test_the_classifier_run_links_to_the_pretraining_run(work, project_root):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model.init_from=lm"], "model.init_from='lm' is not allowed; allowed: one of none, word2vec"),
+        (
+            ["model.init_from=bert"],
+            "model.init_from='bert' is not allowed; allowed: one of none, word2vec, lm",
+        ),
         (
             ["models.gru.init_from=glove"],
-            "models.gru.init_from='glove' is not allowed; allowed: one of none, word2vec",
+            "models.gru.init_from='glove' is not allowed; allowed: one of none, word2vec, lm",
         ),
         (
             ["task=charlm", "model.init_from=word2vec"],

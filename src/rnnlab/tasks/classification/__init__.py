@@ -25,10 +25,12 @@ from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
 from rnnlab.errors import LayoutError
 from rnnlab.io import write_json
 from rnnlab.models.adversarial import MODES as ADVERSARIAL_MODES
+from rnnlab.models.base import SCHEDULERS
 from rnnlab.models.build import adversarial_args, build_classifier
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.pretraining.outputs import INIT_FROM, NONE, pretrained_init
-from rnnlab.rules import choice, integer, items, nullable, number, passes, refused
+from rnnlab.pretraining.outputs import INIT_FROM, LM, NONE, pretrained_init
+from rnnlab.pretraining.transfer import init_from_language_model, load_language_model
+from rnnlab.rules import choice, either, integer, items, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 from rnnlab.tasks.classification.acquisition import download as download
 from rnnlab.tasks.classification.preparation import prepare as prepare
@@ -72,6 +74,18 @@ RULES = {
     "pretrain.word2vec.negative": integer(1),
     "pretrain.word2vec.sample": number(0),
     "pretrain.word2vec.epochs": integer(1),
+    "pretrain.lm.epochs": integer(1),
+    "pretrain.lm.batch_size": integer(1),
+    "pretrain.lm.chunk_len": integer(1),
+    "pretrain.lm.cutoffs": items(integer(1), min_len=0),
+    "pretrain.lm.div_value": number(0, open_low=True),
+    "pretrain.lm.lr": number(0, open_low=True),
+    "pretrain.lm.weight_decay": number(0),
+    "pretrain.lm.scheduler": choice(SCHEDULERS),
+    "pretrain.lm.early_stopping_patience": integer(0),
+    "pretrain.lm.checkpoint_every_n_steps": integer(0),
+    "pretrain.lm.limit_train_batches": either(number(0, 1, open_low=True), integer(1), bad=(0, 1.5)),
+    "pretrain.lm.limit_val_batches": either(number(0, 1, open_low=True), integer(1), bad=(0, 1.5)),
     "eval.length_buckets": nullable(
         passes(
             check_bucket_edges,
@@ -90,7 +104,7 @@ def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterato
         yield refused(
             f"{key}.pretrained_embeddings",
             trained["pretrained_embeddings"],
-            f"null ({key}.init_from={trained['init_from']} gives the embedding its vectors)",
+            f"null ({key}.init_from={trained['init_from']} gives the embedding its weights)",
         )
     size = ((cfg.get("pretrain") or {}).get(trained["init_from"]) or {}).get("vector_size")
     if size is not None and trained.get("embedding_dim") != size:
@@ -116,8 +130,9 @@ def datamodule(cfg: DictConfig) -> SequenceDataModule:
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
-    """The classifier; with `model.init_from=word2vec` its embedding starts from the pretrain stage's vectors
-    and the run links to the pretraining run."""
+    """The classifier; with `model.init_from=word2vec` its embedding starts from the pretrain stage's vectors,
+    with `lm` its embedding and first recurrent layer from the cell's language model (pretrain_lm@<cell>); the
+    run links to the pretraining run."""
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
     init = pretrained_init(cfg, model_cfg)
     model, coverage = build_classifier(
@@ -127,8 +142,10 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
         vocab_path,
         positive_index(data.meta),
         adversarial_args(section(cfg, "train")),
-        vectors=None if init is None else init.vectors,
+        vectors=None if init is None or init.method == LM else init.path,
     )
+    if init is not None and init.method == LM:
+        init_from_language_model(model, load_language_model(init.path))
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
     params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
     if init is None:
