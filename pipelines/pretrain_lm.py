@@ -2,7 +2,7 @@
 (rnnlab.pretraining.word_lm: the cell's own embedding and recurrent layers, truncated BPTT, an adaptive
 softmax), learnt from the training split and the unlabelled reviews and monitored on the validation split
 (rnnlab.pretraining.lm_data: never a test review); an MLflow run of its own, which the classifier run starting
-from it names. For a cell whose init_from is not lm it trains nothing and says so in its report.
+from it names. For a cell whose init_from is not lm it trains nothing and says so (report and folder).
 
     python pipelines/pretrain_lm.py model=lstm model.init_from=lm
     python pipelines/pretrain_lm.py model=lstm model.init_from=lm ckpt_path=last   # resume, same MLflow run
@@ -35,6 +35,7 @@ from rnnlab.stage import entry_point, summary
 from rnnlab.training import build_callbacks, build_trainer, checkpoint_run_id, epochs_completed, set_threads
 
 MONITOR, MODE = "val/loss", "min"
+NOT_TRAINED = "not_trained.txt"  # the folder's one file for a cell that does not start from the model
 OPTIM_KEYS = ("lr", "weight_decay", "scheduler")
 # The trainer settings the language model shares with the classifier (dvc.yaml lists them as its params);
 # epochs and batch limits are its own (pretrain.lm).
@@ -62,8 +63,9 @@ def main(cfg: DictConfig) -> None:
     model_cfg = model_config(cfg)
     cell, found = model_cfg["name"], outputs(cfg, LM, model_cfg["name"])
     if model_cfg["init_from"] != LM:
-        with atomic_dir(found.folder):
-            pass  # no language model: an empty folder, and a report that says why
+        why = f"models.{cell}.init_from is not {LM}: no language model trained\n"
+        with atomic_dir(found.folder) as folder:  # not empty: DVC warns about an empty output folder
+            (folder / NOT_TRAINED).write_text(why, encoding="utf-8")
         write_json(found.report, {"method": LM, "cell": cell, "trained": False})
         summary("pretrain_lm", cell=cell, trained=False, init_from=model_cfg["init_from"])
         return

@@ -157,12 +157,12 @@ def test_the_classifier_run_links_to_the_language_model_run(work, project_root):
 
 
 def test_a_cell_not_starting_from_the_language_model_trains_none(work):
-    """Its stage writes an empty folder and the same report every time: train@<cell> does not rerun."""
+    """Its stage writes the same folder (one note) and report every time: train@<cell> does not rerun."""
     work, overrides, _ = work
     reports = []
     for epochs in (1, 2):
         assert run_stage(overrides, "lstm", f"pretrain.lm.epochs={epochs}") == []
-        assert not any((work / "models/pretrain/lm/lstm").iterdir())
+        assert [p.name for p in (work / "models/pretrain/lm/lstm").iterdir()] == ["not_trained.txt"]
         reports.append((work / "reports/pretrain/lm/lstm.json").read_bytes())
     assert reports[0] == reports[1] and read_json(work / "reports/pretrain/lm/lstm.json")["trained"] is False
     cfg = composed(overrides)
