@@ -53,7 +53,7 @@ TRAINER_KEYS = (
 )
 
 
-@entry_point
+@entry_point(trainer=True)
 def main(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, f"pretrain.{LM}") is None:
         raise ConfigError(

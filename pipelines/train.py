@@ -27,7 +27,7 @@ from rnnlab.tasks import Built, task_module
 from rnnlab.training import build_callbacks, build_trainer, checkpoint_run_id, epochs_completed, set_threads
 
 
-@entry_point
+@entry_point(trainer=True)
 def main(cfg: DictConfig) -> float:
     root = project_root()
     set_threads(cfg.train.threads)

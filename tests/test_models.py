@@ -10,10 +10,11 @@ import torch
 
 from rnnlab.diagnostics.recurrent_weights import encoder_spectra
 from rnnlab.errors import ConfigError
+from rnnlab.models import choices
 from rnnlab.models.cells import CELLS, cell_of
+from rnnlab.models.choices import INITS, POOLINGS
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.models.encoder import INITS, EncoderConfig, RecurrentEncoder, reverse_within_lengths
-from rnnlab.models.pooling import POOLINGS
+from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, reverse_within_lengths
 from rnnlab.models.summary import model_summary, parameter_rows
 
 VOCAB = 23
@@ -176,6 +177,10 @@ def test_forget_bias_none_keeps_the_init():
     model = encoder("lstm", init="orthogonal", forget_bias=None)
     for rnn in model.recurrent_modules():
         assert (rnn.bias_ih_l0 + rnn.bias_hh_l0).abs().max() == 0
+
+
+def test_the_cell_registry_holds_exactly_the_cells_config_validation_allows():
+    assert tuple(CELLS) == choices.CELLS  # rnnlab.validation checks model.cell against choices (torch-free)
 
 
 @pytest.mark.parametrize("name", list(CELLS))

@@ -41,6 +41,7 @@ def load_pipeline(name: str):
             "data.encode.padding='middle' is not allowed; allowed: one",
         ),
         ("train", ["model.hidden_size=-1"], "model.hidden_size=-1 is not allowed; allowed: an integer >= 1"),
+        ("train", ["trainer.precision=17"], "trainer.precision=17 is not allowed; allowed: one of 64"),
         (
             "train",
             ["-m", "model=rnn,gru", "trainer.gradient_clip_val=-1"],
@@ -129,7 +130,7 @@ def test_a_job_hydra_runs_is_checked_too(tmp_path, monkeypatch, capsys):
     """What the check before Hydra leaves to Hydra (a value swept in a multirun, a config it cannot compose)
     is refused when the job starts, before the stage does anything."""
     main = load_pipeline("download").main
-    monkeypatch.setattr(stage, "check_before_run", lambda *args: None)
+    monkeypatch.setattr(stage, "check_before_run", lambda *args, **kwargs: None)
     monkeypatch.setenv("HYDRA_MAIN_MODULE", "__main__")  # conf/ is found beside the script, as when run
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RNNLAB_ROOT", str(tmp_path))

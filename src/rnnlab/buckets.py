@@ -4,11 +4,12 @@ Classification scores accuracy per bucket of review length, translation BLEU per
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_LENGTH_BUCKETS = (100, 200, 400)  # review tokens: <=100, 101-200, 201-400, >400 (classification)
 
@@ -34,6 +35,8 @@ def bucket_names(edges: Sequence[int]) -> list[str]:
 
 def assign_buckets(token_counts: torch.Tensor, edges: Sequence[int]) -> torch.Tensor:
     """Bucket index of each count: `edges[i-1] < count <= edges[i]` goes to bucket i (edges are inclusive)."""
+    import torch  # here: validation checks eval.length_buckets with this module, without torch
+
     return torch.bucketize(token_counts, torch.tensor(check_bucket_edges(edges), dtype=token_counts.dtype))
 
 

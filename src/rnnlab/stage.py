@@ -34,10 +34,16 @@ def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+def entry_point(fn: Callable[[DictConfig], Any] | None = None, *, trainer: bool = False) -> Any:
     """`hydra.main` for a pipeline stage, with every config value validated (rnnlab.validation) before Hydra
     creates its run folder and log file, and again at the start of each job of a multirun. A bad value, like
-    any RnnlabError, ends the stage with one `rnnlab: error:` line and exit status 2."""
+    any RnnlabError, ends the stage with one `rnnlab: error:` line and exit status 2.
+
+    `@entry_point(trainer=True)` declares a stage that builds a Lightning trainer: only there are the keys
+    checked against Lightning's registries (trainer.accelerator, strategy, precision), so that the other
+    stages never import Lightning."""
+    if fn is None:
+        return functools.partial(entry_point, trainer=trainer)
     import hydra  # here, not at the top: `rnnlab predict` imports this module and needs no Hydra
 
     from rnnlab.validation import validate
@@ -45,7 +51,7 @@ def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     @report_errors
     @functools.wraps(fn)
     def job(cfg: DictConfig) -> Any:
-        validate(cfg)
+        validate(cfg, lightning=trainer)
         try:
             return fn(cfg)
         except FileNotFoundError as error:
@@ -56,7 +62,7 @@ def entry_point(fn: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 
     @functools.wraps(fn)
     def main() -> Any:
-        report_errors(check_before_run)(script_dir)
+        report_errors(check_before_run)(script_dir, lightning=trainer)
         return run()
 
     return main
@@ -78,12 +84,12 @@ def missing_input(cfg: DictConfig, error: FileNotFoundError) -> MissingInputErro
     return MissingInputError(f"{path} is missing ({error.strerror})")
 
 
-def check_before_run(script_dir: Path, argv: list[str] | None = None) -> None:
+def check_before_run(script_dir: Path, argv: list[str] | None = None, lightning: bool = True) -> None:
     """Compose the config this command line asks Hydra for and validate it, before Hydra writes anything.
 
     Hydra's information requests (--help, --cfg, ...) and command lines it cannot compose as one run are
     left to Hydra, which reports them in its own words (and `entry_point` validates each job it runs). In a
-    multirun the overrides common to every job are checked here.
+    multirun the overrides common to every job are checked here; `lightning`: as `validate` has it.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser  # hydra.main's own command-line parser
@@ -104,7 +110,7 @@ def check_before_run(script_dir: Path, argv: list[str] | None = None) -> None:
             cfg = compose(args.config_name or CONFIG_NAME, overrides)
     except Exception:  # noqa: BLE001 - Hydra composes it again and reports what is wrong
         return
-    validate(cfg)
+    validate(cfg, lightning)
 
 
 def summary(stage: str, **facts: Any) -> None:

@@ -5,18 +5,18 @@
 the values allowed alone but not together. `validate(cfg)` applies them to a composed config and raises one
 ConfigError that names the key as the user wrote it and what it allows, e.g. `trainer.max_epochs=-3 is not
 allowed; allowed: an integer >= 1`. Allowed values defined by the code that uses them (cells, schedulers,
-task kinds, Lightning's precisions, ...) are imported from there, not repeated here.
+task kinds, Lightning's precisions, ...) are imported from there, not repeated here. The keys whose allowed
+values are Lightning's registries (`lightning_rules`) are checked only where a stage builds a trainer
+(`validate(cfg, lightning=True)`): importing Lightning takes seconds that a data stage does not need.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, get_args
 
-from lightning.fabric.connector import _PRECISION_INPUT
-from lightning.pytorch.accelerators import AcceleratorRegistry
-from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -26,13 +26,9 @@ from rnnlab.data.catalog import NAME_ALLOWED, NAME_PATTERN
 from rnnlab.data.encode import SIDES
 from rnnlab.data.tokenize import CONTRACTION_MODES, LEVELS
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.diagnostics.callbacks import LAST
-from rnnlab.diagnostics.clipping import CLIP_ALGORITHMS
+from rnnlab.diagnostics.choices import CLIP_ALGORITHMS, LAST
 from rnnlab.errors import ConfigError
-from rnnlab.models.base import MODES, SCHEDULERS
-from rnnlab.models.cells import CELLS
-from rnnlab.models.encoder import INITS
-from rnnlab.models.pooling import POOLINGS
+from rnnlab.models.choices import CELLS, INITS, MODES, POOLINGS, SCHEDULERS
 from rnnlab.pretraining.outputs import NONE
 from rnnlab.rules import Rule, choice, either, integer, is_int, items, nullable, number, passes, refused, text
 from rnnlab.tasks import KINDS, task_of
@@ -56,11 +52,10 @@ PATHS = (
     "reports_dir",
     "runs_dir",
 )
-PRECISIONS = tuple(value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal))
 
 MODEL = {
     "name": text(),
-    "cell": choice(tuple(CELLS)),
+    "cell": choice(CELLS),
     "bidirectional": BOOLEAN,
     "num_layers": COUNT,
     "hidden_size": COUNT,
@@ -132,7 +127,6 @@ RULES: dict[str, Rule] = {
     "data.loader.bucket": BOOLEAN,
     **{f"model.{key}": rule for key, rule in MODEL.items()},
     **{f"models.*.{key}": rule for key, rule in MODEL.items()},
-    "trainer.accelerator": choice(("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))),
     "trainer.devices": either(
         choice(("auto", -1)),
         COUNT,
@@ -140,9 +134,7 @@ RULES: dict[str, Rule] = {
         bad=(0, [0, 0]),
         allowed="auto, -1 (every device), a number of devices >= 1, or a list of distinct device indices",
     ),
-    "trainer.strategy": choice(("auto", *StrategyRegistry.available_strategies())),
     "trainer.num_nodes": COUNT,
-    "trainer.precision": choice(PRECISIONS),
     "trainer.max_epochs": COUNT,
     "trainer.gradient_clip_val": nullable(number(0), "no clipping"),
     "trainer.gradient_clip_algorithm": choice(CLIP_ALGORITHMS),
@@ -161,11 +153,28 @@ RULES: dict[str, Rule] = {
 }
 
 
-def rules_for(kind: str) -> dict[str, Rule]:
-    """Every rule that applies to a config of task kind `kind`: the shared ones and the task's own."""
+@functools.cache
+def lightning_rules() -> dict[str, Rule]:
+    """The trainer keys whose allowed values are Lightning's registries (imports Lightning)."""
+    from lightning.fabric.connector import _PRECISION_INPUT
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    precisions = tuple(value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal))
+    return {
+        "trainer.accelerator": choice(("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))),
+        "trainer.strategy": choice(("auto", *StrategyRegistry.available_strategies())),
+        "trainer.precision": choice(precisions),
+    }
+
+
+def rules_for(kind: str, lightning: bool = True) -> dict[str, Rule]:
+    """Every rule that applies to a config of task kind `kind`: the shared ones, the task's own, and (unless
+    `lightning` is false) those of the keys only a Lightning trainer reads."""
     task = task_of(kind)
     return {
         **RULES,
+        **(lightning_rules() if lightning else {}),
         "task.monitor": choice(tuple(task.MONITORS)),
         "data.source.kind": choice(task.SOURCE_KINDS),
         **task.RULES,
@@ -241,8 +250,10 @@ def _data_relations(data: dict) -> Iterator[str]:
         )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise one ConfigError naming every key of `cfg` whose value is not allowed (the first in full)."""
+def validate(cfg: DictConfig, lightning: bool = True) -> None:
+    """Raise one ConfigError naming every key of `cfg` whose value is not allowed (the first in full).
+    `lightning=False` (a stage that builds no trainer) leaves out the keys only a Lightning trainer reads,
+    and does not import Lightning."""
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as error:
@@ -250,7 +261,7 @@ def validate(cfg: DictConfig) -> None:
     kind = (plain.get("task") or {}).get("kind")
     if not RULES["task.kind"].test(kind):
         raise ConfigError(refused("task.kind", kind, RULES["task.kind"].allowed))
-    rules = rules_for(kind)
+    rules = rules_for(kind, lightning)
     problems = [
         (key, refused(key, value, rules[rule_key(key)].allowed))
         for key, value in leaves(plain)

@@ -26,6 +26,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from rnnlab.diagnostics import clipping, plots
+from rnnlab.diagnostics.choices import LAST
 from rnnlab.diagnostics.gradient_flow import (
     DEFAULT_DISTANCE,
     DEFAULT_STEPS,
@@ -38,7 +39,6 @@ from rnnlab.diagnostics.recurrent_weights import encoder_spectra
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_file
 
-LAST = "last"
 Drawer = Callable[[IO[bytes]], Any]  # writes one PNG figure into an open binary file
 ARTIFACT_DIR = "diagnostics"
 

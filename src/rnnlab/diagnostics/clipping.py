@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnlab.diagnostics.choices import CLIP_ALGORITHMS
 from rnnlab.errors import ConfigError
 
-CLIP_ALGORITHMS = ("norm", "value")
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 METRICS = ("clip_fraction", "grad_norm_p50", "grad_norm_p90", "grad_norm_p99", "grad_norm_max")
 SUMMARY_COLUMNS = ["epoch", "steps", "clip_val", *METRICS]

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODES = ("none", "at", "vat")
 LOSS_NAMES = {"at": "train/adv_loss", "vat": "train/vat_loss"}  # the added term's metric, per mode
 VARIANCE_FLOOR = 1e-6  # added to the variance under the square root, as in the paper's code
 

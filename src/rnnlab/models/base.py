@@ -10,9 +10,8 @@ import torch
 from lightning.pytorch.utilities import grad_norm
 
 from rnnlab.errors import ConfigError
+from rnnlab.models.choices import MODES, SCHEDULERS
 
-SCHEDULERS = ("plateau", "onecycle", "none")
-MODES = ("min", "max")
 LR_NAME = "lr"  # LearningRateMonitor's name for the learning rate (else `lr-AdamW`)
 
 

@@ -10,8 +10,9 @@ import torchmetrics
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.adversarial import LOSS_NAMES, MODES, NormalisedEmbedding, adversarial_loss
+from rnnlab.models.adversarial import LOSS_NAMES, NormalisedEmbedding, adversarial_loss
 from rnnlab.models.base import RecurrentTaskModule, check_optim
+from rnnlab.models.choices import ADVERSARIAL_MODES
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder
 
 
@@ -56,8 +57,8 @@ class SequenceClassifier(RecurrentTaskModule):
     ) -> None:
         super().__init__()
         check_optim(scheduler, mode)
-        if adversarial not in MODES:
-            allowed = ", ".join(MODES)
+        if adversarial not in ADVERSARIAL_MODES:
+            allowed = ", ".join(ADVERSARIAL_MODES)
             raise ConfigError(f"train.adversarial={adversarial!r} is not allowed; choose one of: {allowed}")
         # the run logs the whole config instead (train.py)
         self.save_hyperparameters(ignore=["word_counts"], logger=False)

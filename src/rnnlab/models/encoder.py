@@ -18,9 +18,8 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.cells import CELLS
-from rnnlab.models.pooling import POOLINGS, Pooling
-
-INITS = ("orthogonal", "default")
+from rnnlab.models.choices import INITS, POOLINGS
+from rnnlab.models.pooling import Pooling
 
 
 @dataclass(frozen=True)

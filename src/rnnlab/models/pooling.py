@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLINGS = ("last", "mean", "max", "attention")
-
 
 class Pooling(nn.Module):
     """`last`: the last real step of the forward direction and the first step of the backward one (its final

@@ -13,14 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import lightning as L
 from omegaconf import DictConfig
 
 from rnnlab.config import section
 from rnnlab.errors import ConfigError
 from rnnlab.rules import Rule
+
+if TYPE_CHECKING:
+    import lightning as L
 
 KINDS = tuple(sorted(info.name for info in pkgutil.iter_modules(__path__) if info.ispkg))
 

@@ -8,24 +8,22 @@ import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
 from omegaconf import DictConfig
 
-from rnnlab import plots
 from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
-from rnnlab.models.build import encoder_args
-from rnnlab.models.encoder import detach_state
 from rnnlab.rules import integer, items, nullable, number, refused, text
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
-from rnnlab.tasks.charlm.bptt import CharLMDataModule
 from rnnlab.tasks.charlm.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
-from rnnlab.tasks.charlm.language_model import CharLanguageModel
-from rnnlab.tasks.charlm.samples import TextSamples
+
+if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
+    import pandas as pd
+
+    from rnnlab.tasks.charlm.bptt import CharLMDataModule
+    from rnnlab.tasks.charlm.language_model import CharLanguageModel
 
 HAS_TEST = False  # the issue's protocol: a contiguous 90/10 split, scored on validation
 RAW_FILE = "input.txt"
@@ -95,10 +93,15 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> CharLMDataModule:
+    from rnnlab.tasks.charlm.bptt import CharLMDataModule
+
     return CharLMDataModule(data_dir(cfg), **section(cfg, "data.loader"))
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModule) -> Built:
+    from rnnlab.models.build import encoder_args
+    from rnnlab.tasks.charlm.language_model import CharLanguageModel
+
     model = CharLanguageModel(
         data.vocab_size,
         encoder_args(model_cfg),
@@ -112,6 +115,8 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModu
 def callbacks(
     cfg: DictConfig, model_cfg: dict[str, Any], data: CharLMDataModule, diagnostics_dir: Path
 ) -> list:
+    from rnnlab.tasks.charlm.samples import TextSamples
+
     samples = cfg.task.samples
     return [TextSamples(samples.prompt, samples.length, list(samples.temperatures), seed=cfg.seed)]
 
@@ -121,20 +126,26 @@ def artifacts(cfg: DictConfig) -> list[Path]:
 
 
 def load_model(checkpoint: Path) -> CharLanguageModel:
+    from rnnlab.tasks.charlm.language_model import CharLanguageModel
+
     return CharLanguageModel.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
-@torch.no_grad()
 def validation_nats(model: CharLanguageModel, data: CharLMDataModule) -> tuple[float, int]:
     """Mean cross-entropy (nats) over every validation character, the state carried across chunks."""
+    import torch
+
+    from rnnlab.models.encoder import detach_state
+
     model.eval()
     total, chars, state = 0.0, 0, None
-    for batch in data.val_dataloader():
-        logits, state = model.step(batch["inputs"], state)
-        state = detach_state(state)
-        targets = batch["targets"]
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
-        total, chars = total + float(loss), chars + targets.numel()
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            logits, state = model.step(batch["inputs"], state)
+            state = detach_state(state)
+            targets = batch["targets"]
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+            total, chars = total + float(loss), chars + targets.numel()
     return total / chars, chars
 
 
@@ -161,6 +172,8 @@ def evaluate(
 
 def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     """Validation nats per character per cell, against the character-transformer reference."""
+    from rnnlab import plots
+
     references = {"char transformer (nanoGPT)": REFERENCE_NATS}
     plots.model_bars(
         table["val_nats"],

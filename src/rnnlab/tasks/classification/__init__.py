@@ -6,34 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import evaluation, plots
 from rnnlab.buckets import check_bucket_edges
-from rnnlab.callbacks import EmbeddingFreeze
-from rnnlab.comparison import BASELINE, length_buckets
 from rnnlab.config import resolve_path, section
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.sources import KINDS as SOURCES
-from rnnlab.data.store import EncodedSplit
-from rnnlab.diagnostics.callbacks import GradientFlowMonitor
-from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
 from rnnlab.errors import LayoutError
 from rnnlab.io import write_json
-from rnnlab.models.adversarial import MODES as ADVERSARIAL_MODES
-from rnnlab.models.base import SCHEDULERS
-from rnnlab.models.build import adversarial_args, build_classifier
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.models.choices import ADVERSARIAL_MODES, SCHEDULERS
 from rnnlab.pretraining.outputs import INIT_FROM, LM, NONE, pretrained_init
-from rnnlab.pretraining.transfer import init_from_language_model, load_language_model
 from rnnlab.rules import choice, either, integer, items, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 from rnnlab.tasks.classification.acquisition import download as download
 from rnnlab.tasks.classification.preparation import prepare as prepare
+
+if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
+    import numpy as np
+
+    from rnnlab import evaluation
+    from rnnlab.data.datamodule import SequenceDataModule
+    from rnnlab.models.classifier import SequenceClassifier
 
 HAS_TEST = True
 COMPARE = Comparison(
@@ -126,6 +120,8 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> SequenceDataModule:
+    from rnnlab.data.datamodule import SequenceDataModule
+
     return SequenceDataModule(data_dir(cfg), seed=cfg.seed, **section(cfg, "data.loader"))
 
 
@@ -133,6 +129,9 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
     """The classifier; with `model.init_from=word2vec` its embedding starts from the pretrain stage's vectors,
     with `lm` its embedding and first recurrent layer from the cell's language model (pretrain_lm@<cell>); the
     run links to the pretraining run."""
+    from rnnlab.models.build import adversarial_args, build_classifier
+    from rnnlab.pretraining.transfer import init_from_language_model, load_language_model
+
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
     init = pretrained_init(cfg, model_cfg)
     model, coverage = build_classifier(
@@ -157,6 +156,10 @@ def callbacks(
     cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule, diagnostics_dir: Path
 ) -> list:
     """Gradient flow over time on fixed validation reviews; the embedding freeze when configured."""
+    from rnnlab.callbacks import EmbeddingFreeze
+    from rnnlab.diagnostics.callbacks import GradientFlowMonitor
+    from rnnlab.diagnostics.gradient_flow import EncodedBatchSource
+
     flow = cfg.diagnostics.gradient_flow
     source = EncodedBatchSource(data_dir(cfg), "val", flow.rows, cfg.seed)
     found: list = [
@@ -171,6 +174,8 @@ def artifacts(cfg: DictConfig) -> list[Path]:
 
 
 def load_model(checkpoint: Path) -> SequenceClassifier:
+    from rnnlab.models.classifier import SequenceClassifier
+
     return SequenceClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
@@ -178,6 +183,10 @@ def evaluate(
     cfg: DictConfig, name: str, model: SequenceClassifier, data: SequenceDataModule, folder: Path
 ) -> Evaluated:
     """Test-set scores, accuracy per review-length bucket, and their plots (CSV for DVC, PNG)."""
+    import torch
+
+    from rnnlab import evaluation
+
     check_compatible(model, data.meta, name)
     edges = length_bucket_edges(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -197,6 +206,9 @@ def evaluate(
 def length_bucket_edges(cfg: DictConfig, train_token_counts: np.ndarray | None = None) -> list[int]:
     """`eval.length_buckets`, or (null) the quartiles of the training texts' token counts (read from the
     encoded data unless given)."""
+    from rnnlab import evaluation
+    from rnnlab.data.store import EncodedSplit
+
     configured = OmegaConf.select(cfg, "eval.length_buckets", default=None)
     if configured is not None:
         return check_bucket_edges(configured)
@@ -218,6 +230,8 @@ def check_compatible(model: SequenceClassifier, meta: dict[str, Any], name: str)
 
 def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: Path, name: str) -> None:
     """CSV data for DVC's templates, and the same plots as PNG images."""
+    from rnnlab import evaluation, plots
+
     figures.mkdir()
     for table, frame in evaluation.plot_tables(result, label_names).items():
         frame.to_csv(figures / f"{table}.csv", index=False)
@@ -238,6 +252,9 @@ def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: 
 def compare_plots(table: Any, folder: Path) -> None:
     """The compare stage's PNGs: accuracy against size, and accuracy by review length; the baseline's point
     is a cross labelled with what its parameter count counts, its bars hatched."""
+    from rnnlab import plots
+    from rnnlab.comparison import BASELINE, length_buckets
+
     has = BASELINE in table.index
     weights = {BASELINE: f"{BASELINE} (baseline): logistic-regression weights"} if has else {}
     plots.accuracy_vs_params(table, folder / "accuracy_vs_params.png", weights)

@@ -6,31 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig
 
-from rnnlab import plots
 from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, write_json
-from rnnlab.models.build import encoder_args
 from rnnlab.rules import choice, integer, items, nullable, refused, text
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
-from rnnlab.tasks.forecast.forecaster import SequenceForecaster
-from rnnlab.tasks.forecast.forecasting import (
-    BASELINES,
-    baseline_report,
-    forecast_metrics,
-    forecast_plot,
-    forecast_table,
-)
 from rnnlab.tasks.forecast.series import MISSING, SCALINGS, load_raw_series, prepare_series
 from rnnlab.tasks.forecast.series import SOURCE_KINDS as SERIES_SOURCES
-from rnnlab.tasks.forecast.windows import ForecastDataModule
+
+if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
+    import numpy as np
+
+    from rnnlab.tasks.forecast.forecaster import SequenceForecaster
+    from rnnlab.tasks.forecast.windows import ForecastDataModule
 
 HAS_TEST = True
 RAW_FILE = "series.csv"
@@ -117,6 +110,8 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> ForecastDataModule:
+    from rnnlab.tasks.forecast.windows import ForecastDataModule
+
     loader = section(cfg, "data.loader")
     return ForecastDataModule(
         data_dir(cfg),
@@ -128,6 +123,9 @@ def datamodule(cfg: DictConfig) -> ForecastDataModule:
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: ForecastDataModule) -> Built:
+    from rnnlab.models.build import encoder_args
+    from rnnlab.tasks.forecast.forecaster import SequenceForecaster
+
     model = SequenceForecaster(
         data.num_features,
         data.horizon,
@@ -150,14 +148,18 @@ def artifacts(cfg: DictConfig) -> list[Path]:
 
 
 def load_model(checkpoint: Path) -> SequenceForecaster:
+    from rnnlab.tasks.forecast.forecaster import SequenceForecaster
+
     return SequenceForecaster.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
-@torch.no_grad()
 def predict(model: SequenceForecaster, data: ForecastDataModule, split: str) -> np.ndarray:
     """The model's forecasts for every window of `split`, in the series' units: [windows, horizon]."""
+    import torch
+
     model.eval()
-    scaled = [model(batch["inputs"], batch["lengths"]) for batch in data.loader(split, shuffle=False)]
+    with torch.no_grad():
+        scaled = [model(batch["inputs"], batch["lengths"]) for batch in data.loader(split, shuffle=False)]
     return data.prepared.inverse_target(torch.cat(scaled).numpy())
 
 
@@ -165,6 +167,14 @@ def evaluate(
     cfg: DictConfig, name: str, model: SequenceForecaster, data: ForecastDataModule, folder: Path
 ) -> Evaluated:
     """Test metrics of the model and of both baselines on the same windows; forecast.{csv,png}."""
+    from rnnlab.tasks.forecast.forecasting import (
+        BASELINES,
+        baseline_report,
+        forecast_metrics,
+        forecast_plot,
+        forecast_table,
+    )
+
     trained = (model.hparams.num_features, model.hparams.horizon)
     if trained != (data.num_features, data.horizon):
         raise LayoutError(
@@ -200,5 +210,7 @@ def evaluate(
 
 def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     """Test MAE per model against the two baselines (the same for every model: the same windows)."""
+    from rnnlab import plots
+
     references = {"naive": table["naive_mae"].iloc[0], "seasonal naive": table["seasonal_naive_mae"].iloc[0]}
     plots.model_bars(table["test_mae"], references, folder / "test_mae.png", "test MAE", "Forecast error")

@@ -12,29 +12,26 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from omegaconf import DictConfig
 
 from rnnlab.buckets import check_bucket_edges
-from rnnlab.comparison import length_buckets
 from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
-from rnnlab.models.build import encoder_args
+from rnnlab.models.choices import ATTENTIONS, CELLS
 from rnnlab.rules import choice, integer, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
-from rnnlab.tasks.translate.attention import ATTENTIONS
-from rnnlab.tasks.translate.datamodule import TranslationDataModule
-from rnnlab.tasks.translate.figures import attention_heatmap, bleu_bars, bleu_length_bars
 from rnnlab.tasks.translate.pairs import KIND, fetch_pairs, read_pairs
 from rnnlab.tasks.translate.prepared import vocab_file
 from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config
-from rnnlab.tasks.translate.samples import TranslationSamples
-from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics
-from rnnlab.tasks.translate.search import Decoding
-from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
+
+if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
+    import pandas as pd
+
+    from rnnlab.tasks.translate.datamodule import TranslationDataModule
+    from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
 HAS_TEST = True
 RAW_FILE = "pairs.zip"
@@ -66,7 +63,7 @@ RULES = {
     "task.teacher_forcing": number(0, 1),
     "task.samples": integer(0),
     "task.label_smoothing": number(0, 1, open_high=True),
-    "task.decoder.cell": nullable(choice(("rnn", "lstm", "gru")), "the encoder's cell"),
+    "task.decoder.cell": nullable(choice(CELLS), "the encoder's cell"),
     "task.decoder.bidirectional": choice((True, False), bad="maybe"),
     "task.decoder.dropout": number(0, 1, open_high=True),
     "eval.beam_size": integer(1),
@@ -135,6 +132,8 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> TranslationDataModule:
+    from rnnlab.tasks.translate.datamodule import TranslationDataModule
+
     return TranslationDataModule(data_dir(cfg), **section(cfg, "data.loader"), seed=cfg.seed)
 
 
@@ -153,6 +152,9 @@ def decoder_args(cfg: DictConfig, model_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDataModule) -> Built:
+    from rnnlab.models.build import encoder_args
+    from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
+
     ids = data.tgt_vocab
     model = Seq2SeqTranslator(
         data.src_vocab_size,
@@ -179,6 +181,8 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDat
 def callbacks(
     cfg: DictConfig, model_cfg: dict[str, Any], data: TranslationDataModule, diagnostics_dir: Path
 ) -> list:
+    from rnnlab.tasks.translate.samples import TranslationSamples
+
     return [TranslationSamples(data, cfg.task.samples, cfg.eval.max_len)]
 
 
@@ -187,6 +191,8 @@ def artifacts(cfg: DictConfig) -> list[Path]:
 
 
 def load_model(checkpoint: Path) -> Seq2SeqTranslator:
+    from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
+
     return Seq2SeqTranslator.load_from_checkpoint(checkpoint, map_location="cpu")
 
 
@@ -205,6 +211,12 @@ def evaluate(
     """BLEU and chrF on val and test, test BLEU by source length (plots/bleu_by_length.png), translations.tsv
     (test) and attention heat maps of the first test sentences translated to words (plots/attention_<i>.png).
     Casing and languages: the prepared data's."""
+    import pandas as pd
+
+    from rnnlab.tasks.translate.figures import attention_heatmap, bleu_length_bars
+    from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics
+    from rnnlab.tasks.translate.search import Decoding
+
     check_compatible(model, data, name)
     decoding = Decoding(cfg.eval.beam_size, cfg.eval.length_penalty, cfg.eval.max_len)
     settings = data.data.settings
@@ -236,5 +248,8 @@ def evaluate(
 
 def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     """Test BLEU per model, and test BLEU by source length per model (attention against none)."""
+    from rnnlab.comparison import length_buckets
+    from rnnlab.tasks.translate.figures import bleu_bars, bleu_length_bars
+
     bleu_bars(table, folder / "test_bleu.png")
     bleu_length_bars(length_buckets(table, COMPARE), folder / "bleu_by_length.png")

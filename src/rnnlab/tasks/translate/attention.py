@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError
-
-ATTENTIONS = ("none", "additive", "multiplicative", "dot")
+from rnnlab.models.choices import ATTENTIONS
 
 
 @dataclass
