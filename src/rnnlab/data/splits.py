@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from sklearn.model_selection import train_test_split
 
 from rnnlab.errors import ConfigError
 
@@ -18,6 +17,8 @@ def stratified_split(
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{key}={fraction} must be between 0 and 1 (exclusive)")
+    from sklearn.model_selection import train_test_split  # here: seconds to import, not needed to validate
+
     labels = table.column("label").to_numpy()
     try:
         rest, held = train_test_split(
