@@ -79,7 +79,8 @@ def stages(tmp_path_factory, project_root) -> Path:
     train = POSITIVE + NEGATIVE
     for split, texts in (("train", train), ("test", REVIEWS)):
         labels = [int(i >= len(POSITIVE)) for i in range(len(train))] if split == "train" else [0, 1] * 4
-        table = pa.table({"text": texts, "label": pa.array(labels, pa.int64())})
+        ids = [f"{split}/{i}" for i in range(len(texts))]  # as download writes them
+        table = pa.table({"text": texts, "label": pa.array(labels, pa.int64()), "review_id": ids})
         pq.write_table(table, raw / f"{split}.parquet")
     write_json(raw / "source.json", {"label_names": ["neg", "pos"]})
     common = [

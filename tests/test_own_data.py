@@ -162,7 +162,9 @@ def test_a_second_table_beside_the_first(reviews):
     assert (work / "models/tickets/gru/checkpoints/best.ckpt").is_file()
     assert {folder: tree(work / folder / "reviews") for folder in before} == before
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
-    assert len(client.search_runs([client.get_experiment_by_name("tickets").experiment_id])) == 1
+    runs = client.search_runs([client.get_experiment_by_name("tickets").experiment_id])
+    # the cell's run and the word2vec run of the pretrain stage that train@ depends on, both on tickets
+    assert sorted(r.data.tags.get("rnnlab.stage") for r in runs) == ["pretrain", "train@gru"]
     run(["dvc", "exp", "run", "dvc.yaml:encode"], work, env)  # no -S: conf/config.yaml's data set again
     assert yaml.safe_load((work / "params.yaml").read_text())["data"]["name"] == "reviews"
 

@@ -36,6 +36,17 @@ def test_a_module_that_breaks_the_contract_is_named():
     }
 
 
+def test_a_submodule_named_like_a_contract_member_is_refused(tmp_path):
+    """`<pkg>/datamodule.py` would replace the package's `datamodule` function once something imports it."""
+    (tmp_path / "datamodule.py").write_text("")
+    package = types.ModuleType("package")
+    vars(package).update(vars(importlib.import_module("rnnlab.tasks.forecast")))
+    package.__path__ = [str(tmp_path)]
+    assert contract_gaps(package) == [
+        "submodule datamodule.py: importing it replaces the contract's datamodule; rename it"
+    ]
+
+
 def test_the_tasks_are_the_packages_of_rnnlab_tasks():
     folder = Path(importlib.import_module("rnnlab.tasks").__file__).parent
     assert set(KINDS) == {path.parent.name for path in folder.glob("*/__init__.py")}

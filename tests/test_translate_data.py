@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rnnlab.errors import ChecksumError, ConfigError, LayoutError
-from rnnlab.tasks.translate.datamodule import TranslationDataModule
+from rnnlab.tasks.translate.batches import TranslationDataModule
 from rnnlab.tasks.translate.pairs import Pairs, fetch_pairs, read_pairs
 from rnnlab.tasks.translate.prepared import PreparedTranslation
 from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config, prepare_pairs

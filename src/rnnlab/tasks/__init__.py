@@ -111,6 +111,17 @@ def contract_gaps(module: ModuleType) -> list[str]:
     import inspect
 
     gaps = [f"no {name}" for name in Task.__annotations__ if not hasattr(module, name)]
+    # Importing submodule <pkg>.<name> rebinds the package's attribute <name>: a lazily imported submodule
+    # named like a contract member replaces the member from then on.
+    folders = [Path(folder) for folder in getattr(module, "__path__", [])]
+    gaps += [
+        f"submodule {name}.py: importing it replaces the contract's {name}; rename it"
+        for name in [*Task.__annotations__, *(name for name in vars(Task) if not name.startswith("_"))]
+        if any(
+            (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()
+            for folder in folders
+        )
+    ]
     for name, member in vars(Task).items():
         if not inspect.isfunction(member) or name.startswith("_"):
             continue

@@ -30,7 +30,7 @@ from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config
 if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
     import pandas as pd
 
-    from rnnlab.tasks.translate.datamodule import TranslationDataModule
+    from rnnlab.tasks.translate.batches import TranslationDataModule
     from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
 HAS_TEST = True
@@ -132,7 +132,7 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> TranslationDataModule:
-    from rnnlab.tasks.translate.datamodule import TranslationDataModule
+    from rnnlab.tasks.translate.batches import TranslationDataModule
 
     return TranslationDataModule(data_dir(cfg), **section(cfg, "data.loader"), seed=cfg.seed)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.loggers import MLFlowLogger
 
-from rnnlab.tasks.translate.datamodule import TranslationDataModule
+from rnnlab.tasks.translate.batches import TranslationDataModule
 from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.text import detokenize
 from rnnlab.tasks.translate.translator import translate_rows

@@ -21,7 +21,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from tqdm import tqdm
 
 from rnnlab.buckets import assign_buckets, bucket_names, metric_key
-from rnnlab.tasks.translate.datamodule import TranslationDataModule
+from rnnlab.tasks.translate.batches import TranslationDataModule
 from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize, normalize
