@@ -58,11 +58,9 @@ def work_overrides(work: Path) -> list[str]:
     return [f"paths.{key}_dir={work / key}" for key in ("data", "models", "reports", "runs")]
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory, mini_archive) -> tuple[Path, list[str]]:
-    """download, prepare, encode and pretrain (tagged as DVC runs it) on the mini archive with the smoke
-    settings: (folder, the overrides)."""
-    work = tmp_path_factory.mktemp("pretrain")
+def encoded_project(work: Path, mini_archive: Path, *extra: str) -> list[str]:
+    """download, prepare and encode the mini archive into `work` with the smoke settings, an MLflow store
+    there with the `imdb` experiment; returns the overrides (`extra` appended)."""
     uri = f"sqlite:///{work / 'mlflow.db'}"
     mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (work / "mlartifacts").as_uri())
     overrides = [
@@ -71,11 +69,22 @@ def work(tmp_path_factory, mini_archive) -> tuple[Path, list[str]]:
         f"data.source.uri={mini_archive}",
         "data.source.sha256=null",
         f"logger.tracking_uri={uri}",
+        *extra,
     ]
     cfg = composed(overrides)
     download(cfg)
     prepare(cfg)
     stage("encode")(cfg)
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, mini_archive) -> tuple[Path, list[str]]:
+    """download, prepare, encode and pretrain (tagged as DVC runs it) on the mini archive with the smoke
+    settings: (folder, the overrides)."""
+    work = tmp_path_factory.mktemp("pretrain")
+    overrides = encoded_project(work, mini_archive)
+    cfg = composed(overrides)
     with mock.patch.dict(os.environ, {"DVC_STAGE": "pretrain"}):
         stage("pretrain")(cfg)
     return work, overrides

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 import torch
 import yaml
-from test_pretrain import ROOT, composed, stage, work_overrides
+from test_pretrain import ROOT, composed, encoded_project, stage
 
 from rnnlab.config import section
 from rnnlab.data.store import read_split_table
@@ -29,8 +29,6 @@ from rnnlab.pretraining.outputs import pretrained_init
 from rnnlab.pretraining.transfer import load_language_model
 from rnnlab.pretraining.word_lm import WordLanguageModel
 from rnnlab.tasks import classification
-from rnnlab.tasks.classification.acquisition import download
-from rnnlab.tasks.classification.preparation import prepare
 from rnnlab.validation import validate
 from synthetic import run_train
 
@@ -59,20 +57,7 @@ def work(tmp_path_factory, mini_archive) -> tuple[Path, list[str], list[str]]:
     """download, prepare, encode, then pretrain_lm@gru with `models.gru.init_from=lm` on the smoke settings:
     (folder, the overrides, the tables the stage opened)."""
     work = tmp_path_factory.mktemp("pretrain_lm")
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (work / "mlartifacts").as_uri())
-    overrides = [
-        "experiment=smoke",
-        *work_overrides(work),
-        f"data.source.uri={mini_archive}",
-        "data.source.sha256=null",
-        f"logger.tracking_uri={uri}",
-        f"models.{CELL}.init_from=lm",
-    ]
-    cfg = composed(overrides)
-    download(cfg)
-    prepare(cfg)
-    stage("encode")(cfg)
+    overrides = encoded_project(work, mini_archive, f"models.{CELL}.init_from=lm")
     return work, overrides, run_stage(overrides, CELL)
 
 
