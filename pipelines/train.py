@@ -78,6 +78,8 @@ def main(cfg: DictConfig) -> float:
     best_path = Path(trainer.checkpoint_callback.best_model_path)
     best_step, best = run_logger.checkpoint_facts(best_path, cfg.task.monitor)
     logger.pin(best_step)  # test and final metrics: at the best epoch's step
+    # This process's fit time (a resumed run counts from its resume), as in the training report.
+    logger.log_metrics({"train_seconds": round(train_seconds, 1)})
     test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0] if task.HAS_TEST else {}
     if trainer.is_global_zero:
         report = {

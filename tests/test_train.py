@@ -219,6 +219,8 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
         assert max(history["val/acc"]) == pytest.approx(reports[0]["val_acc_best"])
         assert run.data.metrics["test/acc"] == pytest.approx(reports[0]["test/acc"])
         assert run.data.metrics["val/acc_best"] == pytest.approx(reports[0]["val_acc_best"])
+        (report,) = [report for report in reports if report["run_id"] == run_id]
+        assert run.data.metrics["train_seconds"] == report["train_seconds"] > 0
         histories.append(history)
 
         artifacts = {a.path: a.is_dir for a in client.list_artifacts(run_id)}

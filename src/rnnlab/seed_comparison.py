@@ -1,7 +1,7 @@
 """A sweep's runs compared by model, mean ± sample standard deviation over the seeds (`compare.sweep`).
 
 One row per model of the sweep (rnnlab.sweep_runs): for each column of the task's comparison that a training
-run records (not `train_seconds`, nor the scores only the evaluate stage computes), its mean, its sample
+run records (not the scores only the evaluate stage computes), its mean, its sample
 standard deviation (NaN with one seed) and n, the number of seeds; the monitored metric (`val_acc`:
 `val/acc_best`) is always a column, and its mean ranks the models (rnnlab.ranking). The runs averaged must
 differ only in their seed.
