@@ -87,7 +87,8 @@ CASES = {
         "val/loss",
     ),
 }
-TIMING = {"train/epoch_s", "train/seq_per_s", "train_seconds"}  # wall-clock figures (and system/*): never equal
+# wall-clock figures (and system/*): never equal
+TIMING = {"train/epoch_s", "train/seq_per_s", "train_seconds"}
 
 
 def paused(project_root: Path, point: str, args: list[str], marker: Path, sig: int = signal.SIGKILL) -> str:
