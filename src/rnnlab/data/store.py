@@ -4,9 +4,9 @@
   `source.json`; IMDB sources also `unsup.parquet`, the unlabelled texts (`text`, `review_id`).
 - prepared (prepare): one parquet table per split with `ids` (list<int32>, unpadded), `label` and `review_id`;
   `unsup.parquet` with `ids` and `review_id` (no rows when the source has no unlabelled texts).
-- encoded (encode): per split a folder of `.npy` arrays that numpy memory-maps:
+- encoded (encode): per split, and for `unsup`, a folder of `.npy` arrays that numpy memory-maps:
   `ids` int32 [n, max_len], `lengths` int32 (tokens kept), `token_counts` int32 (before truncation),
-  `labels` int32.
+  `labels` int32 (`NO_LABEL` in `unsup`, which has no rows when the source has no unlabelled texts).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from rnnlab.errors import LayoutError
 
 SPLITS = ("train", "val", "test")  # the splits prepare and encode write
 UNLABELLED = "unsup"  # the table of unlabelled texts (raw: IMDB's train/unsup/; prepared: always written)
+ENCODED_SPLITS = (*SPLITS, UNLABELLED)  # the folders encode writes
 ENCODED_ARRAYS = ("ids", "lengths", "token_counts", "labels")
+NO_LABEL = -1  # the label of an unlabelled text in the encoded arrays
 
 
 def write_split_table(folder: Path, split: str, table: pa.Table) -> None:
@@ -40,6 +42,13 @@ def token_id_table(flat_ids: np.ndarray, offsets: np.ndarray, **columns: pa.Arra
     """A prepared split: ragged token ids (one list per text) beside `columns` (label, review_id)."""
     ids = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat_ids, pa.int32()))
     return pa.table({"ids": ids, **columns})
+
+
+def table_labels(table: pa.Table) -> np.ndarray:
+    """A prepared table's labels as int32; `NO_LABEL` for each row of a table without (`unsup`)."""
+    if "label" not in table.column_names:
+        return np.full(table.num_rows, NO_LABEL, dtype=np.int32)
+    return table.column("label").to_numpy().astype(np.int32)
 
 
 def ragged_ids(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
