@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlab.data.store import EncodedSplit
+from rnnlab.data.store import NO_LABEL, UNLABELLED, EncodedSplit
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.io import write_json
 from rnnlab.tasks.forecast.series import PreparedSeries, prepare_series
@@ -20,6 +20,7 @@ VOCAB_SIZE = 30  # ids 0 (<pad>) and 1 (<oov>), then w2 ... w29
 SIGNAL = 5  # label 1 exactly when token 5 occurs
 MAX_LEN = 20
 SPLIT_ROWS = {"train": 200, "val": 60, "test": 60}
+UNLABELLED_ROWS = 40  # fewer than the training rows: virtual adversarial training cycles through them
 PERIOD, SERIES_ROWS = 24, 600  # a daily cycle of hourly values; split 420 / 90 / 90
 TEXT = "".join(f"{i} little pigs, {i * 7 % 13} wolves.\n" for i in range(200))  # 5,335 characters
 
@@ -64,10 +65,15 @@ def synthetic_split(rows: int, rng: np.random.Generator) -> EncodedSplit:
 
 
 def write_encoded(folder: Path, seed: int = 0) -> None:
-    """An encode-stage output (post-padded, as in tests/test_datamodule.py) with ~200/60/60 rows."""
+    """An encode-stage output (post-padded, as in tests/test_datamodule.py) with ~200/60/60 rows and 40
+    unlabelled ones."""
     rng = np.random.default_rng(seed)
     for split, rows in SPLIT_ROWS.items():
         synthetic_split(rows, rng).save(folder / split)
+    unlabelled = synthetic_split(UNLABELLED_ROWS, rng)
+    EncodedSplit(
+        unlabelled.ids, unlabelled.lengths, unlabelled.lengths, np.full(UNLABELLED_ROWS, NO_LABEL)
+    ).save(folder / UNLABELLED)
     meta = {"vocab_size": VOCAB_SIZE, "num_classes": 2, "padding": "post", "max_len": MAX_LEN}
     write_json(folder / "meta.json", meta)
 

@@ -15,7 +15,8 @@ class EpochThroughput(L.Callback):
     """Log `train/epoch_s` and `train/seq_per_s` (training sequences per second) at each epoch end.
 
     Lightning's ThroughputMonitor reports a sliding per-step window under its own names; the comparison
-    tables want one number per epoch, so this measures the epoch as a whole.
+    tables want one number per epoch, so this measures the epoch as a whole. A batch of batches (virtual
+    adversarial training's labelled + unlabelled) counts the rows of its first.
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -25,6 +26,8 @@ class EpochThroughput(L.Callback):
     on_train_start = on_train_epoch_start  # a run resumed mid-epoch starts counting where it resumes
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        while isinstance(batch, dict) and isinstance(first := next(iter(batch.values())), dict):
+            batch = first
         self.sequences += len(next(iter(batch.values())))  # rows of the batch (a dict of row-aligned tensors)
         self.last_batch_end = time.perf_counter()
 

@@ -1,4 +1,5 @@
-"""LightningDataModule over the encode stage's memory-mapped arrays."""
+"""LightningDataModule over the encode stage's memory-mapped arrays; with `unlabelled`, each training batch
+pairs a labelled batch with one of unlabelled texts (virtual adversarial training)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
 from rnnlab.data.resumable import ResumableDataModule
-from rnnlab.data.sampling import BucketBatchSampler, EpochRandomSampler, ResumableBatchSampler
-from rnnlab.data.store import SPLITS, EncodedSplit
+from rnnlab.data.sampling import (
+    BucketBatchSampler,
+    CyclingRandomSampler,
+    EpochRandomSampler,
+    ResumableBatchSampler,
+)
+from rnnlab.data.store import SPLITS, UNLABELLED, EncodedSplit
+from rnnlab.errors import ConfigError
 from rnnlab.io import read_json
 
 
@@ -66,7 +74,14 @@ class TrimCollate:
 
 class SequenceDataModule(ResumableDataModule):
     """Train/val/test loaders over `encoded_dir`; `bucket` groups similar lengths into batches; training
-    shuffles by (seed, epoch) and resumes where a checkpoint left off (rnnlab.data.resumable)."""
+    shuffles by (seed, epoch) and resumes where a checkpoint left off (rnnlab.data.resumable).
+
+    `unlabelled`: training batches are `{"labelled": batch, "unlabelled": batch}` (Lightning's
+    `CombinedLoader`, mode min_size), the second from the encoded `unsup` texts: as many batches of the
+    same size per epoch as the labelled loader has, bucketed and trimmed alike, cycling through the texts
+    when fewer (`CyclingRandomSampler`, by seed and epoch: it resumes with the labelled loader's position).
+    The `unsup` split must have rows (ConfigError).
+    """
 
     def __init__(
         self,
@@ -75,13 +90,16 @@ class SequenceDataModule(ResumableDataModule):
         num_workers: int = 0,
         bucket: bool = True,
         seed: int = 0,
+        unlabelled: bool = False,
     ) -> None:
         super().__init__(seed, num_workers)
         self.encoded_dir = Path(encoded_dir)
         self.batch_size = batch_size
         self.bucket = bucket
+        self.unlabelled = unlabelled
         self.meta: dict[str, Any] = read_json(self.encoded_dir / "meta.json")
         self.splits: dict[str, EncodedSplit] = {}
+        self.unlabelled_split: EncodedSplit | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -91,33 +109,71 @@ class SequenceDataModule(ResumableDataModule):
     def num_classes(self) -> int:
         return int(self.meta["num_classes"])
 
+    @property
+    def unlabelled_rows(self) -> int:
+        """The unlabelled texts the training batches draw from (0 without `unlabelled`)."""
+        return len(self.unlabelled_texts()) if self.unlabelled else 0
+
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             if split not in self.splits:
                 self.splits[split] = EncodedSplit.load(self.encoded_dir / split)
 
+    def unlabelled_texts(self) -> EncodedSplit:
+        """The encoded `unsup` split (loaded on first use: evaluation never needs it); ConfigError if it has
+        no rows."""
+        if self.unlabelled_split is None:
+            split = EncodedSplit.load(self.encoded_dir / UNLABELLED)
+            if len(split) == 0:
+                raise ConfigError(
+                    f"train.adversarial=vat draws unlabelled texts, but {self.encoded_dir / UNLABELLED} has "
+                    "no rows: the data source has none (IMDB has train/unsup/); choose train.adversarial=at "
+                    "or none"
+                )
+            self.unlabelled_split = split
+        return self.unlabelled_split
+
     def loader(self, split: str, shuffle: bool, start: tuple[int, int] | None = None) -> DataLoader:
         """A loader over one split; training shuffles (by seed and epoch), evaluation keeps a fixed order.
         `start`: (epoch, batches to skip) of its first pass."""
         self.setup()
-        dataset = EncodedDataset(self.splits[split])
-        sampler = EpochRandomSampler(dataset, self.seed) if shuffle else SequentialSampler(dataset)
+        rows = self.splits[split]
+        sampler = EpochRandomSampler(rows, self.seed) if shuffle else SequentialSampler(rows)
+        return self.batched(rows, sampler, shuffle, start)
+
+    def unlabelled_loader(self, batches: int, start: tuple[int, int] | None) -> DataLoader:
+        """`batches` batches per epoch of the unlabelled texts, shuffled by (seed, epoch); `start` as in
+        `loader`."""
+        rows = self.unlabelled_texts()
+        return self.batched(
+            rows, CyclingRandomSampler(len(rows), batches * self.batch_size, self.seed), True, start
+        )
+
+    def batched(
+        self, rows: EncodedSplit, sampler: Sampler[int], shuffle: bool, start: tuple[int, int] | None
+    ) -> DataLoader:
+        """Batches of `rows` in the order of `sampler`, bucketed by length with `bucket`."""
         if self.bucket:
             batches = BucketBatchSampler(
                 sampler,
                 self.batch_size,
                 drop_last=False,
-                lengths=self.splits[split].lengths,
+                lengths=rows.lengths,
                 shuffle=shuffle,
                 seed=self.seed,
                 start=start,
             )
         else:
             batches = ResumableBatchSampler(sampler, self.batch_size, drop_last=False, start=start)
-        return self.make_loader(dataset, batches, TrimCollate(self.meta["padding"]))
+        return self.make_loader(EncodedDataset(rows), batches, TrimCollate(self.meta["padding"]))
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True, start=self.take_start())
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        start = self.take_start()
+        labelled = self.loader("train", shuffle=True, start=start)
+        if not self.unlabelled:
+            return labelled
+        loaders = {"labelled": labelled, "unlabelled": self.unlabelled_loader(len(labelled), start)}
+        return CombinedLoader(loaders, mode="min_size")
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)

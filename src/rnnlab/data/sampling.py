@@ -109,3 +109,28 @@ class BucketBatchSampler(ResumableBatchSampler):
             for batch in self._batches(indices[start : start + pool_size], generator):
                 if len(batch) == self.batch_size or not self.drop_last:
                     yield batch
+
+
+class CyclingRandomSampler(Sampler[int]):
+    """`num_samples` indices per epoch from `size` rows: shuffled passes over all rows one after the other,
+    the last cut short, so that a shorter data set cycles and a longer one is sampled. An epoch's passes come
+    from a generator seeded by (seed, epoch), so that a resumed run replays them (`set_epoch`, as
+    `EpochRandomSampler`)."""
+
+    def __init__(self, size: int, num_samples: int, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError("a cycling sampler needs at least one row")
+        self.size, self.num_samples, self.seed = size, num_samples, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        passes = -(-self.num_samples // self.size)
+        order = np.concatenate([rng.permutation(self.size) for _ in range(passes)])
+        return iter(order[: self.num_samples].tolist())
