@@ -1,7 +1,7 @@
 """Adversarial and virtual adversarial training (rnnlab.models.adversarial): `none` trains bit for bit as the
 plain classifier did; the perturbation has L2 norm ε per example and is zero at padded steps; the normalised
 embeddings have frequency-weighted mean 0 and variance 1; at/vat runs are seeded, log their term and keep the
-frequencies in the checkpoint."""
+frequencies in the checkpoint; the vat term covers the labelled and the unlabelled rows joined."""
 
 from __future__ import annotations
 
@@ -125,9 +125,30 @@ def test_at_works_with_frozen_embeddings():
     assert model.encoder.embedding.weight.grad is None and model.head[1].weight.grad.abs().sum() > 0
 
 
+@NO_TRAINER
+def test_vat_term_is_computed_on_the_labelled_and_unlabelled_rows_joined():
+    model = classifier("vat")
+    rows, classify = [], model.classify
+
+    def spy(embedded, lengths):
+        rows.append(len(lengths))
+        return classify(embedded, lengths)
+
+    model.classify = spy
+    losses = []
+    for seed in (1, 2):  # the same labelled batch and random draws, another unlabelled batch
+        torch.manual_seed(0)
+        losses.append(model.training_step({"labelled": batch(0), "unlabelled": batch(seed, 4, 12)}, 0))
+    # clean labelled, clean unlabelled, then the power iteration and the KL term on all 6 + 4 rows
+    assert rows == [6, 4, 10, 10] * 2
+    assert not torch.equal(*losses)  # the labelled loss is the same: the term differs
+    with pytest.raises(ValueError, match="unlabelled"):
+        model.training_step(batch(0), 0)
+
+
 def fit(encoded, mode: str, tmp_path) -> tuple[SequenceClassifier, L.Trainer]:
     L.seed_everything(3)
-    dm = SequenceDataModule(encoded, batch_size=16)
+    dm = SequenceDataModule(encoded, batch_size=16, unlabelled=mode == "vat")
     model = SequenceClassifier(
         dm.vocab_size, dm.num_classes, ENCODER, adversarial=mode, adversarial_epsilon=1.0, word_counts=COUNTS
     )

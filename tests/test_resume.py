@@ -221,6 +221,10 @@ def test_killed_and_resumed_run_logs_the_same_metrics_once(runs):
     }
     killed = trained[1].client
     assert killed.get_run(reports[1]["run_id"]).info.status == "FINISHED"
+    vat = "train.adversarial=vat" in case.settings  # its unlabelled batches draw from the 40 synthetic texts
+    assert killed.get_run(reports[1]["run_id"]).data.params.get("vat/unlabelled_rows") == (
+        "40" if vat else None
+    )
     # The whole story is one MLflow run, however often the training was killed.
     assert len(killed.search_runs([killed.get_experiment_by_name(experiment).experiment_id])) == 1
 

@@ -5,7 +5,9 @@ The embeddings are normalised with the frequency-weighted mean and variance over
 perturbation of L2 norm ε means the same whatever the embeddings' scale. Each example's perturbation has
 norm ε over its whole sequence and is zero at padded steps. AT adds the loss on the embedded batch moved
 along the gradient of the loss; VAT adds the KL divergence between the predictions on the clean and on the
-embedded batch moved in the direction one power iteration finds from a random one (labels unused).
+embedded batch moved in the direction one power iteration finds from a random one (labels unused); as in
+the paper's code, the classifier computes it on the labelled batch and a batch of unlabelled texts joined
+into one (`joined`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,20 @@ def vat_perturbation(
     kl = kl_divergence(clean_logits, classify(embedded.detach() + d, lengths))
     (grad,) = torch.autograd.grad(kl, d)
     return scaled(grad, lengths, epsilon).detach()
+
+
+def joined(
+    embedded: torch.Tensor,
+    lengths: torch.Tensor,
+    logits: torch.Tensor,
+    more: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(embedded, lengths, logits) of two post-padded batches as one: rows of `more` after the first
+    batch's, both padded with zeros to the longer width (padded steps: see `step_mask`)."""
+    extra, extra_lengths, extra_logits = more
+    steps = max(embedded.size(1), extra.size(1))
+    rows = [F.pad(x, (0, 0, 0, steps - x.size(1))) for x in (embedded, extra)]
+    return torch.cat(rows), torch.cat([lengths, extra_lengths]), torch.cat([logits, extra_logits])
 
 
 def adversarial_loss(

@@ -10,7 +10,7 @@ import torchmetrics
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.adversarial import LOSS_NAMES, NormalisedEmbedding, adversarial_loss
+from rnnlab.models.adversarial import LOSS_NAMES, NormalisedEmbedding, adversarial_loss, joined
 from rnnlab.models.base import RecurrentTaskModule, check_optim
 from rnnlab.models.choices import ADVERSARIAL_MODES
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder
@@ -35,7 +35,10 @@ class SequenceClassifier(RecurrentTaskModule):
 
     `adversarial` at | vat (rnnlab.models.adversarial) normalises the embeddings with the training
     frequencies `word_counts` (one per id; not a hyperparameter: the checkpoint keeps them as a buffer) and
-    adds the adversarial term to the training loss; none trains as without it.
+    adds the adversarial term to the training loss; none trains as without it. With vat the training batches
+    are `{"labelled": batch, "unlabelled": batch}` (rnnlab.data.datamodule, `unlabelled`) and the term is
+    one KL divergence, averaged over the rows of both batches joined into one (Miyato et al.'s code); the
+    loss and metrics count the labelled rows only.
     """
 
     def __init__(
@@ -113,33 +116,40 @@ class SequenceClassifier(RecurrentTaskModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         mode = self.hparams.adversarial
         if mode == "none":
             return self._step(batch, "train", self.train_metrics)
+        if mode == "vat" and "unlabelled" not in batch:
+            raise ValueError(
+                "vat trains on SequenceDataModule(unlabelled=True)'s labelled + unlabelled batches"
+            )
+        unlabelled = batch["unlabelled"] if mode == "vat" else None
+        batch = batch["labelled"] if mode == "vat" else batch
         embedded = self.encoder.embed(batch["ids"])
         if not embedded.requires_grad:  # frozen embeddings: the perturbation still needs ∂L/∂embedded
             embedded.requires_grad_()
         logits = self.classify(embedded, batch["lengths"])
         loss = self._scored(logits, batch, "train", self.train_metrics)
+        inputs = embedded, batch["lengths"], logits
+        if unlabelled is not None:
+            more = self.encoder.embed(unlabelled["ids"])
+            with torch.no_grad():  # the KL divergence's constant side
+                more_logits = self.classify(more, unlabelled["lengths"])
+            inputs = joined(*inputs, (more, unlabelled["lengths"], more_logits))
         extra = adversarial_loss(
             mode,
             self.classify,
-            embedded,
-            batch["lengths"],
+            inputs[0],
+            inputs[1],
             batch["labels"],
-            logits,
+            inputs[2],
             loss,
             self.hparams.adversarial_epsilon,
             self.hparams.adversarial_xi,
         )
         self.log(
-            LOSS_NAMES[mode],
-            extra,
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(batch["labels"]),
-            sync_dist=True,
+            LOSS_NAMES[mode], extra, on_step=False, on_epoch=True, batch_size=len(inputs[1]), sync_dist=True
         )
         return loss + extra
 

@@ -122,7 +122,8 @@ def data_dir(cfg: DictConfig) -> Path:
 def datamodule(cfg: DictConfig) -> SequenceDataModule:
     from rnnlab.data.datamodule import SequenceDataModule
 
-    return SequenceDataModule(data_dir(cfg), seed=cfg.seed, **section(cfg, "data.loader"))
+    vat = OmegaConf.select(cfg, "train.adversarial") == "vat"  # its training batches add unlabelled texts
+    return SequenceDataModule(data_dir(cfg), seed=cfg.seed, unlabelled=vat, **section(cfg, "data.loader"))
 
 
 def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataModule) -> Built:
@@ -147,6 +148,10 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
         init_from_language_model(model, load_language_model(init.path))
     metrics = {} if coverage is None else {"embeddings/pretrained_coverage": coverage}
     params = {"vocab_size": model.hparams.vocab_size, "num_classes": model.hparams.num_classes}
+    if data.unlabelled:
+        params["vat/unlabelled_rows"] = (
+            data.unlabelled_rows
+        )  # the texts VAT's unlabelled batches cycle through
     if init is None:
         return Built(model, params, metrics)
     return Built(model, params, metrics, links=init.links(), note=init.note())
