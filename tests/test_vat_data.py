@@ -9,10 +9,12 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from test_pretrain import composed, encoded_project, stage
 
+from rnnlab.callbacks import EpochThroughput
 from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.encode import pad_and_truncate
 from rnnlab.data.sampling import CyclingRandomSampler
@@ -108,3 +110,14 @@ def test_each_labelled_batch_gets_an_unlabelled_one_and_a_resumed_loader_continu
     resumed = SequenceDataModule(encoded, batch_size=8, seed=5, unlabelled=True)
     resumed.load_state_dict({"epoch": 1, "batches": 9})
     assert epoch(resumed.train_dataloader(), 1) == batches[9:]
+
+
+def test_throughput_counts_the_labelled_rows_of_a_paired_batch():
+    meter = EpochThroughput()
+    meter.on_train_epoch_start(None, None)
+    rows = {"ids": torch.zeros(8, 3), "lengths": torch.ones(8)}
+    meter.on_train_batch_end(
+        None, None, None, {"labelled": rows, "unlabelled": {"ids": torch.zeros(5, 2)}}, 0
+    )
+    meter.on_train_batch_end(None, None, None, rows, 1)
+    assert meter.sequences == 16
