@@ -54,7 +54,7 @@ class SequenceClassifier(RecurrentTaskModule):
         mode: str = "max",
         positive_index: int = 1,
         adversarial: str = "none",
-        adversarial_epsilon: float = 5.0,
+        adversarial_epsilon: float = 1.0,
         adversarial_xi: float = 0.1,
         word_counts: Sequence[int] | None = None,
     ) -> None:
