@@ -6,9 +6,10 @@ fast the limits answer.
 
 Without `--model` it serves a stand-in with the shape of the default BiLSTM cell (embedding 128, hidden 128,
 max pooling, max_len 400, truncating "pre"), random weights (seed 0; latency does not depend on them) and a
-vocabulary built from the reviews, exported by `rnnlab.export` and logged by `rnnlab.serving.log_text_model`
-to a temporary MLflow store: what the register stage logs. The server runs `rnnlab serve` in a subprocess,
-as the README does, with its default limits unless `--max-texts`/`--max-bytes` are given.
+vocabulary built from the reviews, exported by `rnnlab.tasks.classification.onnx_export` and logged by
+`rnnlab.tasks.classification.pyfunc.log_text_model` to a temporary MLflow store: what the register stage
+logs. The server runs `rnnlab serve` in a subprocess, as the README does, with its default limits unless
+`--max-texts`/`--max-bytes` are given.
 
 The load: `--requests` POSTs of `{"inputs": [...]}` with `--texts` reviews each (drawn with seed 0), sent by
 `--concurrency` client threads at once (one keep-alive session each) after a warm-up of 10 requests.
@@ -71,10 +72,10 @@ def stand_in_model(reviews: list[str], folder: Path) -> tuple[str, str]:
 
     from rnnlab.data.tokenize import TokenizerConfig, tokenize
     from rnnlab.data.vocab import Vocabulary
-    from rnnlab.export import export_onnx
     from rnnlab.io import write_json
     from rnnlab.models.classifier import SequenceClassifier
-    from rnnlab.serving import log_text_model
+    from rnnlab.tasks.classification.onnx_export import export_onnx
+    from rnnlab.tasks.classification.pyfunc import log_text_model
 
     tokenizer = TokenizerConfig()
     vocab = Vocabulary.build(tokenize(reviews, tokenizer), 30_000, 1)

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from rnnlab.export import export_onnx
 from rnnlab.io import write_json
 from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.serving import OnnxSentimentModel
+from rnnlab.tasks.classification.onnx_export import export_onnx
+from rnnlab.tasks.classification.pyfunc import OnnxSentimentModel
 from synthetic import clean_env
 
 MAX_LEN = 8
@@ -120,7 +120,8 @@ def tiny_model(stages) -> SequenceClassifier:
 
 @pytest.fixture(scope="session")
 def files(stages, tiny_model) -> dict[str, Path]:
-    """The tiny model exported by rnnlab.export, with the stages' vocabulary and meta.json."""
+    """The tiny model exported by rnnlab.tasks.classification.onnx_export, with the stages' vocabulary and
+    meta.json."""
     (stages / "export").mkdir()
     export_onnx(tiny_model, stages / "export" / "model.onnx")
     return {

@@ -17,7 +17,8 @@ from hydra import compose, initialize_config_dir
 
 from rnnlab.buckets import assign_buckets, bucket_names, check_bucket_edges, metric_key
 from rnnlab.errors import ConfigError
-from rnnlab.evaluation import (
+from rnnlab.stage import report_errors
+from rnnlab.tasks.classification.evaluation import (
     MAX_CURVE_POINTS,
     Predictions,
     evaluate,
@@ -27,7 +28,6 @@ from rnnlab.evaluation import (
     quantile_edges,
     thin,
 )
-from rnnlab.stage import report_errors
 from synthetic import run_stage, run_train, stage_overrides, tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,10 +15,12 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from rnnlab import export
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.tokenize import TokenizerConfig
-from rnnlab.export import (
+from rnnlab.io import atomic_dir, read_json, write_json
+from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification import onnx_export as export
+from rnnlab.tasks.classification.onnx_export import (
     EXAMPLE_LEN,
     ExportError,
     ExportParityError,
@@ -28,8 +30,6 @@ from rnnlab.export import (
     export_torchscript,
     load_classifier,
 )
-from rnnlab.io import atomic_dir, read_json, write_json
-from rnnlab.models.classifier import SequenceClassifier
 from synthetic import MAX_LEN, VOCAB_SIZE, clean_env, run_stage, run_train, stage_overrides, tiny_overrides
 
 # Each cell with a different pooling, so every padding-aware path is traced once.

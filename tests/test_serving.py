@@ -23,7 +23,8 @@ from rnnlab.data.encode import pad_and_truncate
 from rnnlab.data.store import EncodedSplit, ragged_ids, read_split_table
 from rnnlab.errors import RnnlabError
 from rnnlab.io import current_umask, write_json
-from rnnlab.serving import MAX_CHARS, OnnxSentimentModel, TextEncoder, log_text_model
+from rnnlab.tasks.classification import COMPARE
+from rnnlab.tasks.classification.pyfunc import MAX_CHARS, OnnxSentimentModel, TextEncoder, log_text_model
 from serving_setup import (
     CHAMPION,
     MAX_LEN,
@@ -170,24 +171,24 @@ def register_stage(project_root: Path):
 def test_register_needs_a_scored_training_report(tmp_path, project_root):
     stage = register_stage(project_root)
     with pytest.raises(RnnlabError, match="no training report with a val_acc_best in .*: run `dvc repro`"):
-        stage.best_report(tmp_path)
+        stage.best_report(tmp_path, COMPARE)
     write_json(tmp_path / "rnn.json", {"model": "rnn", "run_id": "r1", "val_acc_best": float("nan")})
     with pytest.raises(RnnlabError, match="no training report with a val_acc_best"):
-        stage.best_report(tmp_path)
+        stage.best_report(tmp_path, COMPARE)
     write_json(tmp_path / "gru.json", {"model": "gru", "val_acc_best": 0.7})
     with pytest.raises(RnnlabError, match="lacks run_id"):
-        stage.best_report(tmp_path)
+        stage.best_report(tmp_path, COMPARE)
 
 
 def test_register_picks_among_the_compared_models_only(tmp_path, project_root):
     stage = register_stage(project_root)
     for name, score in {"rnn": 0.9, "lstm": 0.8, "gru": 0.7}.items():
         write_json(tmp_path / f"{name}.json", {"model": name, "run_id": f"run-{name}", "val_acc_best": score})
-    assert stage.best_report(tmp_path)["model"] == "rnn"
+    assert stage.best_report(tmp_path, COMPARE)["model"] == "rnn"
     # rnn.json is left from when rnn was compared (and trained): compare.models=[lstm, gru] ignores it
-    assert stage.best_report(tmp_path, ["lstm", "gru"])["run_id"] == "run-lstm"
+    assert stage.best_report(tmp_path, COMPARE, ["lstm", "gru"])["run_id"] == "run-lstm"
     with pytest.raises(RnnlabError, match="no training report with a val_acc_best"):
-        stage.best_report(tmp_path, ["bilstm"])
+        stage.best_report(tmp_path, COMPARE, ["bilstm"])
 
 
 def test_register_outputs_follow_the_umask(stages, registered):

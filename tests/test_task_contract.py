@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.tasks import KINDS, Task, contract_gaps
+from rnnlab.errors import ConfigError
+from rnnlab.tasks import KINDS, Task, contract_gaps, forecast, task_of
+from synthetic import run_stage
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -33,6 +35,7 @@ def test_a_module_that_breaks_the_contract_is_named():
         "MONITORS",
         "SOURCE_KINDS",
         "RULES",
+        "DEPLOYS",
     }
 
 
@@ -51,3 +54,32 @@ def test_the_tasks_are_the_packages_of_rnnlab_tasks():
     folder = Path(importlib.import_module("rnnlab.tasks").__file__).parent
     assert set(KINDS) == {path.parent.name for path in folder.glob("*/__init__.py")}
     assert {"classification", "forecast", "charlm"} <= set(KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_task_deploys_or_says_what_it_offers_instead(kind):
+    """A deploying task ranks its models by a training-report column (register reads reports/train/); the
+    others refuse export, registry_name and register with one clear error, before reading anything."""
+    task = task_of(kind)
+    if task.DEPLOYS:
+        assert task.COMPARE.columns[task.COMPARE.rank_by][0] == "train"
+        return
+    for call in (
+        lambda: task.export(None, "lstm", Path("nowhere")),
+        lambda: task.registry_name(None),
+        lambda: task.register(None, {}, "sqlite:///nowhere.db", "name"),
+    ):
+        with pytest.raises(
+            ConfigError, match=f"task.kind={kind} does not export or register its models; instead: "
+        ):
+            call()
+
+
+@pytest.mark.parametrize("stage", ["export", "register"])
+def test_the_deploy_stages_refuse_a_task_that_does_not_deploy(tmp_path, project_root, stage):
+    """`pipelines/<stage>.py task=forecast`: one error line naming what forecast offers; nothing written."""
+    args = ["task=forecast", f"paths.models_dir={tmp_path / 'models'}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    done = run_stage(project_root, stage, args, expect_rc=2)
+    refusal = f"task.kind=forecast does not export or register its models; instead: {forecast.NOT_DEPLOYED}"
+    assert done.stderr.strip().splitlines() == [f"rnnlab: error: {refusal}"]
+    assert not (tmp_path / "models").exists()

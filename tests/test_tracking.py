@@ -50,7 +50,7 @@ def test_register_and_compare_agree_on_a_tie(tmp_path, project_root):
     )
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    assert stage.best_report(tmp_path)["model"] == "gru"
+    assert stage.best_report(tmp_path, COMPARE)["model"] == "gru"
 
 
 def test_verdict_names_the_margin_over_the_runner_up():

@@ -2,7 +2,8 @@
 
 It sees what the recurrent models see: the same train/val/test split and the project's tokenizer
 (`data.tokenizer`). The regularisation strength C is chosen on validation accuracy from `baseline.C`, and the
-chosen model is scored on test by `rnnlab.evaluation`, exactly as the recurrent models are.
+chosen model is scored on test by `rnnlab.tasks.classification.evaluation`, exactly as the recurrent
+models are.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from rnnlab import evaluation
 from rnnlab.comparison import BASELINE
 from rnnlab.errors import ConfigError
+from rnnlab.tasks.classification import evaluation
 
 
 @dataclass(frozen=True)

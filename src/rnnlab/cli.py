@@ -16,7 +16,7 @@ from rnnlab.io import read_json
 from rnnlab.stage import report_errors
 
 if TYPE_CHECKING:
-    from rnnlab.serving import OnnxSentimentModel
+    from rnnlab.tasks.classification.pyfunc import OnnxSentimentModel
 
 REGISTER_REPORT = "<reports_dir>/register.json"  # of the selected data set (params.yaml: paths.reports_dir)
 SHOWN_CHARS = 70  # of each text in `rnnlab predict`'s output
@@ -107,7 +107,11 @@ def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimen
             f"unknown model URI {model_uri!r}: use models:/<name>@<alias>, models:/<name>/<version> "
             "or runs:/<run_id>/model"
         )
-    from rnnlab.serving import ARTIFACT_FILES, OnnxSentimentModel, load_logged_model  # ~1.3 s: after checks
+    from rnnlab.tasks.classification.pyfunc import (  # ~1.3 s: after checks
+        ARTIFACT_FILES,
+        OnnxSentimentModel,
+        load_logged_model,
+    )
 
     if model_uri is None:
         registered = read_json(report)
@@ -127,7 +131,7 @@ def _read_texts(path: Path, columns: tuple[str, ...]) -> list[object]:
     if path.suffix.lower() in (".csv", ".parquet"):
         import pandas as pd
 
-        from rnnlab.serving import text_column
+        from rnnlab.tasks.classification.pyfunc import text_column
 
         try:
             if path.suffix.lower() == ".csv":

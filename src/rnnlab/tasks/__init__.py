@@ -1,8 +1,8 @@
 """The tasks behind one set of stage scripts. `task.kind` (conf/task/*.yaml) picks a package here; each
 implements the `Task` contract below (tests/test_task_contract.py checks every one): it names its config rules
 and validation metrics, fetches and prepares its data, builds its datamodule and LightningModule, adds its
-callbacks, evaluates a checkpoint and shapes the comparison. A new task is a new package: nothing here or in
-the stage scripts lists the tasks.
+callbacks, evaluates a checkpoint, shapes the comparison, and exports and registers its best model (or says
+what it offers instead). A new task is a new package: nothing here or in the stage scripts lists the tasks.
 """
 
 from __future__ import annotations
@@ -62,6 +62,15 @@ class Comparison:
     by_length: str | None = None  # the test score each evaluation reports per length bucket (a column each)
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A model version registered by `Task.register`, and what the register report adds about it (the files
+    served, how to call the model)."""
+
+    version: int
+    report: dict[str, Any] = field(default_factory=dict)
+
+
 class Task(Protocol):
     """What the stage scripts use of a task module (a module implements it with module-level names; the
     methods' `self` stands for the module)."""
@@ -72,6 +81,7 @@ class Task(Protocol):
     MONITORS: dict[str, str]  # the validation metrics its LightningModule logs -> the task.mode each needs
     SOURCE_KINDS: tuple[str, ...]  # the data.source.kind values it reads
     RULES: dict[str, Rule]  # rules for the config keys only this task has (rnnlab.validation applies them)
+    DEPLOYS: bool  # False: export, registry_name and register raise `not_deployed`, reading nothing
 
     def relations(self, cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterable[str]:
         """Messages (rnnlab.rules.refused) for values of the resolved config `cfg` allowed alone but not
@@ -104,6 +114,17 @@ class Task(Protocol):
 
     def compare_plots(self, table: Any, folder: Path) -> None:
         """The comparison's PNGs from its table (one row per model)."""
+
+    def export(self, cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
+        """Write the deployable files of model `name` (its best checkpoint) into the empty `folder`; the
+        summary line's facts."""
+
+    def registry_name(self, cfg: DictConfig) -> str:
+        """The registered model's name: `registry.model_name`, else the task's default."""
+
+    def register(self, cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
+        """Log the served model of `best` (the winning training report, ranked by `COMPARE.rank_by`) to its
+        run in the store at `uri`; register it as a new version of `registry_name`, described and tagged."""
 
 
 def contract_gaps(module: ModuleType) -> list[str]:
@@ -143,6 +164,11 @@ def task_of(kind: str) -> Task:
     if kind not in KINDS:
         raise ConfigError(f"task.kind={kind!r} is not allowed; choose one of: {', '.join(KINDS)}")
     return importlib.import_module(f"rnnlab.tasks.{kind}")
+
+
+def not_deployed(kind: str, instead: str) -> ConfigError:
+    """The refusal of a task that does not export or register its models; `instead`: what it offers."""
+    return ConfigError(f"task.kind={kind} does not export or register its models; instead: {instead}")
 
 
 def optim_args(cfg: DictConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.rules import integer, items, nullable, number, refused, text
-from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
 from rnnlab.tasks.charlm.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
 
 if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # the functions import what they use: validation and the data
     from rnnlab.tasks.charlm.language_model import CharLanguageModel
 
 HAS_TEST = False  # the protocol: a contiguous 90/10 split, scored on validation
+DEPLOYS = False  # export and register refuse, naming NOT_DEPLOYED
+NOT_DEPLOYED = "`rnnlab generate` samples text from the best checkpoint"
 RAW_FILE = "input.txt"
 REFERENCE_NATS = 1.47  # nanoGPT's small character transformer on the same split size (README)
 COMPARE = Comparison(
@@ -182,3 +184,15 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
         "nats per character",
         "Validation loss (lower is better)",
     )
+
+
+def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
+    raise not_deployed("charlm", NOT_DEPLOYED)
+
+
+def registry_name(cfg: DictConfig) -> str:
+    raise not_deployed("charlm", NOT_DEPLOYED)
+
+
+def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
+    raise not_deployed("charlm", NOT_DEPLOYED)

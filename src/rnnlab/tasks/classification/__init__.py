@@ -1,6 +1,7 @@
 """Text classification (IMDB sentiment): download and tokenize the reviews, `SequenceClassifier` on the
-encode stage's arrays, and the test-set evaluation with ROC, precision-recall, confusion matrix and accuracy
-by review length."""
+encode stage's arrays, the test-set evaluation with ROC, precision-recall, confusion matrix and accuracy
+by review length (evaluation), the ONNX export (exporting, onnx_export) and the registration as an MLflow
+pyfunc on raw text (registration, pyfunc)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,20 @@ from rnnlab.pretraining.outputs import INIT_FROM, LM, NONE, pretrained_init
 from rnnlab.rules import choice, either, integer, items, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
 from rnnlab.tasks.classification.acquisition import download as download
+from rnnlab.tasks.classification.exporting import export as export
 from rnnlab.tasks.classification.preparation import prepare as prepare
+from rnnlab.tasks.classification.registration import register as register
+from rnnlab.tasks.classification.registration import registry_name as registry_name
 
 if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
     import numpy as np
 
-    from rnnlab import evaluation
     from rnnlab.data.datamodule import SequenceDataModule
     from rnnlab.models.classifier import SequenceClassifier
+    from rnnlab.tasks.classification import evaluation
 
 HAS_TEST = True
+DEPLOYS = True
 COMPARE = Comparison(
     columns={
         "params": ("train", "params"),
@@ -190,7 +195,7 @@ def evaluate(
     """Test-set scores, accuracy per review-length bucket, and their plots (CSV for DVC, PNG)."""
     import torch
 
-    from rnnlab import evaluation
+    from rnnlab.tasks.classification import evaluation
 
     check_compatible(model, data.meta, name)
     edges = length_bucket_edges(cfg)
@@ -211,8 +216,8 @@ def evaluate(
 def length_bucket_edges(cfg: DictConfig, train_token_counts: np.ndarray | None = None) -> list[int]:
     """`eval.length_buckets`, or (null) the quartiles of the training texts' token counts (read from the
     encoded data unless given)."""
-    from rnnlab import evaluation
     from rnnlab.data.store import EncodedSplit
+    from rnnlab.tasks.classification import evaluation
 
     configured = OmegaConf.select(cfg, "eval.length_buckets", default=None)
     if configured is not None:
@@ -235,7 +240,8 @@ def check_compatible(model: SequenceClassifier, meta: dict[str, Any], name: str)
 
 def write_plots(result: evaluation.Evaluation, label_names: list[str], figures: Path, name: str) -> None:
     """CSV data for DVC's templates, and the same plots as PNG images."""
-    from rnnlab import evaluation, plots
+    from rnnlab import plots
+    from rnnlab.tasks.classification import evaluation
 
     figures.mkdir()
     for table, frame in evaluation.plot_tables(result, label_names).items():

@@ -15,7 +15,7 @@ from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, write_json
 from rnnlab.rules import choice, integer, items, nullable, refused, text
-from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
 from rnnlab.tasks.forecast.series import MISSING, SCALINGS, load_raw_series, prepare_series
 from rnnlab.tasks.forecast.series import SOURCE_KINDS as SERIES_SOURCES
 
@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # the functions import what they use: validation and the data
     from rnnlab.tasks.forecast.windows import ForecastDataModule
 
 HAS_TEST = True
+DEPLOYS = False  # export and register refuse, naming NOT_DEPLOYED
+NOT_DEPLOYED = (
+    "its evaluate stage writes each model's test forecasts beside the naive baselines "
+    "(reports/<data>/eval/<model>/plots/forecast.csv)"
+)
 RAW_FILE = "series.csv"
 COMPARE = Comparison(
     columns={
@@ -214,3 +219,15 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
 
     references = {"naive": table["naive_mae"].iloc[0], "seasonal naive": table["seasonal_naive_mae"].iloc[0]}
     plots.model_bars(table["test_mae"], references, folder / "test_mae.png", "test MAE", "Forecast error")
+
+
+def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
+    raise not_deployed("forecast", NOT_DEPLOYED)
+
+
+def registry_name(cfg: DictConfig) -> str:
+    raise not_deployed("forecast", NOT_DEPLOYED)
+
+
+def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
+    raise not_deployed("forecast", NOT_DEPLOYED)

@@ -22,7 +22,7 @@ from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.models.choices import ATTENTIONS, CELLS
 from rnnlab.rules import choice, integer, nullable, number, passes, refused
-from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
 from rnnlab.tasks.translate.pairs import KIND, fetch_pairs, read_pairs
 from rnnlab.tasks.translate.prepared import vocab_file
 from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config
@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the functions import what they use: validation and the data
     from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 
 HAS_TEST = True
+DEPLOYS = False  # export and register refuse, naming NOT_DEPLOYED
+NOT_DEPLOYED = "`rnnlab translate` translates sentences with the best checkpoint"
 RAW_FILE = "pairs.zip"
 COMPARE = Comparison(
     columns={
@@ -253,3 +255,15 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
 
     bleu_bars(table, folder / "test_bleu.png")
     bleu_length_bars(length_buckets(table, COMPARE), folder / "bleu_by_length.png")
+
+
+def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
+    raise not_deployed("translate", NOT_DEPLOYED)
+
+
+def registry_name(cfg: DictConfig) -> str:
+    raise not_deployed("translate", NOT_DEPLOYED)
+
+
+def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
+    raise not_deployed("translate", NOT_DEPLOYED)

@@ -2,7 +2,7 @@
 
 `TextEncoder` turns raw strings into the ids the model was trained on (the prepare stage's tokenizer and
 vocabulary, the encode stage's truncation), always post-padded. `OnnxSentimentModel` runs the exported
-ONNX file (inputs `ids`, `lengths`; output `probs`, see `rnnlab.export`) on them. `SentimentPyfunc` wraps
+ONNX file (inputs `ids`, `lengths`; output `probs`, see onnx_export) on them. `SentimentPyfunc` wraps
 that for MLflow (served by `rnnlab serve`, see `rnnlab.server`), and `log_text_model` logs it with its
 artifacts, its code and the name of the table's text column.
 
@@ -170,7 +170,7 @@ class OnnxSentimentModel:
         if names != {"ids", "lengths"} or "probs" not in outputs:
             raise RnnlabError(
                 f"{path} has inputs {sorted(names)} and outputs {outputs}; "
-                "expected inputs ids, lengths and output probs (rnnlab.export)"
+                "expected inputs ids, lengths and output probs (onnx_export)"
             )
         self.encoder = encoder
         self.batch_size = batch_size
