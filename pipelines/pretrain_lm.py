@@ -15,24 +15,15 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import run_logger, tracking
 from rnnlab.config import model_config, project_root, resolve_path, section
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_dir, write_json
-from rnnlab.models.build import encoder_args
-from rnnlab.pretraining.lm_data import read_language_model_data
-from rnnlab.pretraining.outputs import LM, LM_CHECKPOINT, outputs
-from rnnlab.pretraining.stream import ReviewStreamData
-from rnnlab.pretraining.word_lm import WordLanguageModel
-from rnnlab.resume import log_once
-from rnnlab.run_dirs import resume_checkpoint
+from rnnlab.pretraining.outputs import LM, LM_CHECKPOINT, Outputs, outputs
 from rnnlab.stage import entry_point, summary
-from rnnlab.training import build_callbacks, build_trainer, checkpoint_run_id, epochs_completed, set_threads
 
 MONITOR, MODE = "val/loss", "min"
 NOT_TRAINED = "not_trained.txt"  # the folder's one file for a cell that does not start from the model
@@ -53,7 +44,14 @@ TRAINER_KEYS = (
 )
 
 
-@entry_point(trainer=True)
+def trains(cfg: DictConfig) -> bool:
+    """Whether the stage trains, and so builds a Lightning trainer, for this config's cell: only for
+    init_from lm. Any other cell gets its note without importing torch or Lightning (seconds per cell)."""
+    key = cfg.get("model_key")
+    return OmegaConf.select(cfg, f"models.{key}.init_from" if key else "model.init_from") == LM
+
+
+@entry_point(trainer=trains)
 def main(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, f"pretrain.{LM}") is None:
         raise ConfigError(
@@ -69,7 +67,31 @@ def main(cfg: DictConfig) -> None:
         write_json(found.report, {"method": LM, "cell": cell, "trained": False})
         summary("pretrain_lm", cell=cell, trained=False, init_from=model_cfg["init_from"])
         return
-    settings = section(cfg, f"pretrain.{LM}")
+    train(cfg, model_cfg, found)
+
+
+def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
+    """Train the cell's language model; write its checkpoint and report (`found`). Imports torch and
+    Lightning here, not at the top, so that a cell without init_from lm never loads them."""
+    import lightning as L
+
+    from rnnlab import run_logger, tracking
+    from rnnlab.data.vocab import Vocabulary
+    from rnnlab.models.build import encoder_args
+    from rnnlab.pretraining.lm_data import read_language_model_data
+    from rnnlab.pretraining.stream import ReviewStreamData
+    from rnnlab.pretraining.word_lm import WordLanguageModel
+    from rnnlab.resume import log_once
+    from rnnlab.run_dirs import resume_checkpoint
+    from rnnlab.training import (
+        build_callbacks,
+        build_trainer,
+        checkpoint_run_id,
+        epochs_completed,
+        set_threads,
+    )
+
+    cell, settings = model_cfg["name"], section(cfg, f"pretrain.{LM}")
     scratch = resolve_path(cfg.paths.runs_dir) / "pretrain-lm" / cell
     resume = resume_checkpoint(cfg.ckpt_path, scratch / "checkpoints" / "last.ckpt")
     if resume is None:

@@ -2,7 +2,8 @@
 of each data stage's process here): rnnlab.validation takes the allowed values from torch-free modules
 (rnnlab.models.choices, rnnlab.diagnostics.choices) and checks Lightning's registries only for a stage
 declared `@entry_point(trainer=True)`; the task packages import their models and datamodules inside the
-functions that use them."""
+functions that use them. pretrain_lm builds a trainer only for a cell with init_from lm
+(`@entry_point(trainer=trains)`), so its other cells' notes take seconds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightning", "pytorch_lightning", "lightning_fabric")
-DATA_STAGES = ("download", "prepare", "encode", "compare")
+# pretrain_lm: its script imports torch and Lightning only to train, for a cell with init_from lm; any other
+# cell's note (the smoke pipeline's four) is validated without Lightning, as below.
+DATA_STAGES = ("download", "prepare", "encode", "compare", "pretrain_lm")
 
 # Loads the data stages' scripts, then composes and validates, as their entry point does before Hydra runs,
 # every shipped smoke experiment (one per task kind); prints the heavy modules then imported.

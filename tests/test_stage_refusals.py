@@ -42,6 +42,11 @@ def load_pipeline(name: str):
         ),
         ("train", ["model.hidden_size=-1"], "model.hidden_size=-1 is not allowed; allowed: an integer >= 1"),
         ("train", ["trainer.precision=17"], "trainer.precision=17 is not allowed; allowed: one of 64"),
+        (  # Lightning's registries are checked where pretrain_lm trains: a cell with init_from lm
+            "pretrain_lm",
+            ["model.init_from=lm", "trainer.precision=17"],
+            "trainer.precision=17 is not allowed; allowed: one of 64",
+        ),
         (
             "train",
             ["-m", "model=rnn,gru", "trainer.gradient_clip_val=-1"],

@@ -34,14 +34,17 @@ def report_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def entry_point(fn: Callable[[DictConfig], Any] | None = None, *, trainer: bool = False) -> Any:
+def entry_point(
+    fn: Callable[[DictConfig], Any] | None = None, *, trainer: bool | Callable[[DictConfig], bool] = False
+) -> Any:
     """`hydra.main` for a pipeline stage, with every config value validated (rnnlab.validation) before Hydra
     creates its run folder and log file, and again at the start of each job of a multirun. A bad value, like
     any RnnlabError, ends the stage with one `rnnlab: error:` line and exit status 2.
 
     `@entry_point(trainer=True)` declares a stage that builds a Lightning trainer: only there are the keys
     checked against Lightning's registries (trainer.accelerator, strategy, precision), so that the other
-    stages never import Lightning."""
+    stages never import Lightning. A stage that builds one only for some configs passes a predicate on the
+    composed config instead (pretrain_lm: only for a cell with init_from lm)."""
     if fn is None:
         return functools.partial(entry_point, trainer=trainer)
     import hydra  # here, not at the top: `rnnlab predict` imports this module and needs no Hydra
@@ -51,7 +54,7 @@ def entry_point(fn: Callable[[DictConfig], Any] | None = None, *, trainer: bool 
     @report_errors
     @functools.wraps(fn)
     def job(cfg: DictConfig) -> Any:
-        validate(cfg, lightning=trainer)
+        validate(cfg, lightning=builds_trainer(trainer, cfg))
         try:
             return fn(cfg)
         except FileNotFoundError as error:
@@ -66,6 +69,11 @@ def entry_point(fn: Callable[[DictConfig], Any] | None = None, *, trainer: bool 
         return run()
 
     return main
+
+
+def builds_trainer(trainer: bool | Callable[[DictConfig], bool], cfg: DictConfig) -> bool:
+    """Whether the stage builds a Lightning trainer for `cfg` (`entry_point`'s `trainer`)."""
+    return trainer if isinstance(trainer, bool) else trainer(cfg)
 
 
 def missing_input(cfg: DictConfig, error: FileNotFoundError) -> MissingInputError:
@@ -84,12 +92,15 @@ def missing_input(cfg: DictConfig, error: FileNotFoundError) -> MissingInputErro
     return MissingInputError(f"{path} is missing ({error.strerror})")
 
 
-def check_before_run(script_dir: Path, argv: list[str] | None = None, lightning: bool = True) -> None:
+def check_before_run(
+    script_dir: Path, argv: list[str] | None = None, lightning: bool | Callable[[DictConfig], bool] = True
+) -> None:
     """Compose the config this command line asks Hydra for and validate it, before Hydra writes anything.
 
     Hydra's information requests (--help, --cfg, ...) and command lines it cannot compose as one run are
     left to Hydra, which reports them in its own words (and `entry_point` validates each job it runs). In a
-    multirun the overrides common to every job are checked here; `lightning`: as `validate` has it.
+    multirun the overrides common to every job are checked here; `lightning`: as `validate` has it, or
+    `entry_point`'s predicate.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser  # hydra.main's own command-line parser
@@ -110,7 +121,7 @@ def check_before_run(script_dir: Path, argv: list[str] | None = None, lightning:
             cfg = compose(args.config_name or CONFIG_NAME, overrides)
     except Exception:  # noqa: BLE001 - Hydra composes it again and reports what is wrong
         return
-    validate(cfg, lightning)
+    validate(cfg, builds_trainer(lightning, cfg))
 
 
 def summary(stage: str, **facts: Any) -> None:
