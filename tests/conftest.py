@@ -69,7 +69,11 @@ def smoke_pipeline(tmp_path_factory, project_root, mini_archive) -> tuple[Path, 
 
     work = tmp_path_factory.mktemp("smoke")
     env = project_copy(
-        project_root, work, RNNLAB_IMDB_SOURCE=str(mini_archive), RNNLAB_IMDB_SHA256=sha256_file(mini_archive)
+        project_root,
+        work,
+        mlflow_store=True,
+        RNNLAB_IMDB_SOURCE=str(mini_archive),
+        RNNLAB_IMDB_SHA256=sha256_file(mini_archive),
     )
     # gru gets its own width, so that each run's model/hidden_size tells the cells apart
     command = ["dvc", "exp", "run", "dvc.yaml", "-S", "experiment=smoke", "-S", "models.gru.hidden_size=24"]

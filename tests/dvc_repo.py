@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlflow_store import fresh_store
+
 COPIED = (
     "conf",
     "pipelines",
@@ -31,9 +33,10 @@ def run(cmd: list[str], cwd: Path, env: dict, expect_rc: int = 0) -> str:
     return done.stdout + done.stderr
 
 
-def project_copy(project_root: Path, work: Path, **env_extra: str) -> dict:
+def project_copy(project_root: Path, work: Path, mlflow_store: bool = False, **env_extra: str) -> dict:
     """Copy the project's code and config into `work`, make it a git repo with one commit; return the env
-    (this Python's bin on PATH, no MLFLOW_* settings: runs go to <work>/mlflow.db)."""
+    (this Python's bin on PATH, no MLFLOW_* settings: runs go to <work>/mlflow.db, with `mlflow_store` an
+    empty store put there first, see mlflow_store.py)."""
     for name in COPIED:
         source, target = project_root / name, work / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +49,8 @@ def project_copy(project_root: Path, work: Path, **env_extra: str) -> dict:
     env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
     run(["git", "init", "-q"], work, env)
     commit(work, env, "init")
+    if mlflow_store:
+        fresh_store(work / "mlflow.db")  # ignored by git (.gitignore), as the one a stage creates
     return env
 
 

@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from mlflow_store import fresh_store
 from synthetic import class_word_table, clean_env, run_stage
 
 CLASSES = ("alpha", "beta", "gamma")
@@ -19,7 +20,7 @@ CLASSES = ("alpha", "beta", "gamma")
 def pipeline(tmp_path_factory, project_root):
     work = tmp_path_factory.mktemp("multiclass")
     table = class_word_table(work / "topics.csv", CLASSES)
-    uri = f"sqlite:///{work / 'mlflow.db'}"
+    uri = fresh_store(work / "mlflow.db")
     args = [
         "data=table",
         f"data.source.uri={table}",

@@ -33,7 +33,7 @@ def tree(folder) -> dict[str, bytes]:
 def reviews(tmp_path_factory, project_root):
     """A project copy whose selected data set is the two-class table `reviews`, after the README's recipe."""
     work = tmp_path_factory.mktemp("own-data")
-    env = project_copy(project_root, work, OMP_NUM_THREADS="1")
+    env = project_copy(project_root, work, mlflow_store=True, OMP_NUM_THREADS="1")
     env = {k: v for k, v in env.items() if not k.startswith("RNNLAB_")}
     class_word_table(work / "reviews.csv", ("neg", "pos"), rows=400, columns=("review", "sentiment"))
     class_word_table(work / "tickets.csv", ("bug", "howto", "billing"), rows=300)

@@ -21,6 +21,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
+from mlflow_store import fresh_store
 from rnnlab.config import section
 from rnnlab.data.store import read_split_table, write_split_table
 from rnnlab.data.vocab import Vocabulary
@@ -61,7 +62,7 @@ def work_overrides(work: Path) -> list[str]:
 def encoded_project(work: Path, mini_archive: Path, *extra: str) -> list[str]:
     """download, prepare and encode the mini archive into `work` with the smoke settings, an MLflow store
     there with the `imdb` experiment; returns the overrides (`extra` appended)."""
-    uri = f"sqlite:///{work / 'mlflow.db'}"
+    uri = fresh_store(work / "mlflow.db")
     mlflow.MlflowClient(tracking_uri=uri).create_experiment("imdb", (work / "mlartifacts").as_uri())
     overrides = [
         "experiment=smoke",

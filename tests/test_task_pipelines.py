@@ -16,7 +16,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def reproduce(project_root: Path, work: Path, task: str, **env_extra: str) -> tuple[dict, str]:
     """Sync the task's params to its smoke experiment, commit, and `dvc repro` its pipeline once."""
-    env = project_copy(project_root, work, **env_extra)
+    env = project_copy(project_root, work, mlflow_store=True, **env_extra)
     run(["rnnlab", "sync-params", "--task", task, f"experiment=smoke_{task}"], work, env)
     commit(work, env, f"{task} smoke settings")
     return env, run(["dvc", "repro", f"pipelines/{task}/dvc.yaml"], work, env)
