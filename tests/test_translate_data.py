@@ -113,7 +113,8 @@ def test_fetch_takes_the_mirror_from_the_environment_and_checks_its_sha256(tmp_p
         "member": "fra.txt",
     }
     env = {"RNNLAB_FRAENG_SOURCE": str(archive)}
-    assert fetch_pairs(source, "fraeng", tmp_path, env, progress=False) == (archive, digest)
+    path, sha256, pairs = fetch_pairs(source, "fraeng", tmp_path, env, progress=False)
+    assert (path, sha256, pairs.src) == (archive, digest, toy_pairs(3).src)
     with pytest.raises(ChecksumError):
         fetch_pairs(source, "fraeng", tmp_path, {**env, "RNNLAB_FRAENG_SHA256": "f" * 64}, progress=False)
 

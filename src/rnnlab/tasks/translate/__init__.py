@@ -96,7 +96,7 @@ def relations(cfg: dict[str, Any], key: str, trained: dict[str, Any]) -> Iterato
 def download(cfg: DictConfig) -> dict[str, Any]:
     """The checksummed pairs file (zip or text), copied into `paths.raw_dir` with source.json."""
     source = section(cfg, "data.source")
-    path, sha256 = fetch_pairs(
+    path, sha256, pairs = fetch_pairs(
         source,
         cfg.data.name,
         resolve_path(cfg.paths.downloads_dir),
@@ -104,10 +104,10 @@ def download(cfg: DictConfig) -> dict[str, Any]:
     )
     with atomic_dir(resolve_path(cfg.paths.raw_dir)) as out:
         name = RAW_FILE if path.suffix.lower() == ".zip" else source["member"]
-        shutil.copyfile(path, out / name)
-        pairs = len(read_pairs(out / name, source["member"]))
-        write_json(out / "source.json", {"uri": str(path), "sha256": sha256, "file": name, "pairs": pairs})
-    return {"source": str(path), "pairs": pairs, "sha256": sha256[:12]}
+        shutil.copyfile(path, out / name)  # byte for byte the file just read and checksummed
+        count = len(pairs)
+        write_json(out / "source.json", {"uri": str(path), "sha256": sha256, "file": name, "pairs": count})
+    return {"source": str(path), "pairs": count, "sha256": sha256[:12]}
 
 
 def raw_file(cfg: DictConfig) -> Path:

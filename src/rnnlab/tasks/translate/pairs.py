@@ -43,8 +43,9 @@ def fetch_pairs(
     *,
     download_cfg: Mapping | None = None,
     progress: bool = True,
-) -> tuple[Path, str]:
-    """The local file of `data.source` (a zip or the text file) and its sha256, after checking it reads.
+) -> tuple[Path, str, Pairs]:
+    """The local file of `data.source` (a zip or the text file), its sha256 and the pairs it holds (read once:
+    a file that does not parse is refused here).
 
     RNNLAB_<NAME>_SOURCE / RNNLAB_<NAME>_SHA256 override `uri` / `sha256` as for every data set; a URL is
     downloaded into `downloads_dir` (`download_cfg`: retries, timeout_s, chunk_bytes, backoff_s).
@@ -60,8 +61,7 @@ def fetch_pairs(
         download_cfg=download_cfg,
         progress=progress,
     )
-    read_pairs(path, member(source_cfg), progress=progress)
-    return path, digest
+    return path, digest, read_pairs(path, member(source_cfg), progress=progress)
 
 
 def member(source_cfg: Mapping) -> str:
