@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -169,6 +169,22 @@ def task_of(kind: str) -> Task:
 def not_deployed(kind: str, instead: str) -> ConfigError:
     """The refusal of a task that does not export or register its models; `instead`: what it offers."""
     return ConfigError(f"task.kind={kind} does not export or register its models; instead: {instead}")
+
+
+def refused_deployment(kind: str, instead: str) -> tuple[Callable, Callable, Callable]:
+    """`export`, `registry_name` and `register` for a task that does not deploy (`DEPLOYS = False`): each
+    raises `not_deployed(kind, instead)` before reading anything."""
+
+    def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
+        raise not_deployed(kind, instead)
+
+    def registry_name(cfg: DictConfig) -> str:
+        raise not_deployed(kind, instead)
+
+    def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
+        raise not_deployed(kind, instead)
+
+    return export, registry_name, register
 
 
 def optim_args(cfg: DictConfig) -> dict[str, Any]:

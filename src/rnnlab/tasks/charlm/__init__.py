@@ -16,7 +16,7 @@ from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.rules import integer, items, nullable, number, refused, text
-from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, optim_args, refused_deployment
 from rnnlab.tasks.charlm.corpus import KIND, VOCAB_FILE, fetch_corpus, prepare_corpus, read_corpus
 
 if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
@@ -186,13 +186,4 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     )
 
 
-def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
-    raise not_deployed("charlm", NOT_DEPLOYED)
-
-
-def registry_name(cfg: DictConfig) -> str:
-    raise not_deployed("charlm", NOT_DEPLOYED)
-
-
-def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
-    raise not_deployed("charlm", NOT_DEPLOYED)
+export, registry_name, register = refused_deployment("charlm", NOT_DEPLOYED)

@@ -15,7 +15,7 @@ from rnnlab.config import resolve_path, section
 from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, write_json
 from rnnlab.rules import choice, integer, items, nullable, refused, text
-from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, optim_args, refused_deployment
 from rnnlab.tasks.forecast.series import MISSING, SCALINGS, load_raw_series, prepare_series
 from rnnlab.tasks.forecast.series import SOURCE_KINDS as SERIES_SOURCES
 
@@ -221,13 +221,4 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     plots.model_bars(table["test_mae"], references, folder / "test_mae.png", "test MAE", "Forecast error")
 
 
-def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
-    raise not_deployed("forecast", NOT_DEPLOYED)
-
-
-def registry_name(cfg: DictConfig) -> str:
-    raise not_deployed("forecast", NOT_DEPLOYED)
-
-
-def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
-    raise not_deployed("forecast", NOT_DEPLOYED)
+export, registry_name, register = refused_deployment("forecast", NOT_DEPLOYED)

@@ -22,7 +22,7 @@ from rnnlab.errors import LayoutError
 from rnnlab.io import atomic_dir, atomic_file, write_json
 from rnnlab.models.choices import ATTENTIONS, CELLS
 from rnnlab.rules import choice, integer, nullable, number, passes, refused
-from rnnlab.tasks import Built, Comparison, Evaluated, Registered, not_deployed, optim_args
+from rnnlab.tasks import Built, Comparison, Evaluated, optim_args, refused_deployment
 from rnnlab.tasks.translate.pairs import KIND, fetch_pairs, read_pairs
 from rnnlab.tasks.translate.prepared import vocab_file
 from rnnlab.tasks.translate.preprocess import DATA_RULES, prepare_from_config
@@ -257,13 +257,4 @@ def compare_plots(table: pd.DataFrame, folder: Path) -> None:
     bleu_length_bars(length_buckets(table, COMPARE), folder / "bleu_by_length.png")
 
 
-def export(cfg: DictConfig, name: str, folder: Path) -> dict[str, Any]:
-    raise not_deployed("translate", NOT_DEPLOYED)
-
-
-def registry_name(cfg: DictConfig) -> str:
-    raise not_deployed("translate", NOT_DEPLOYED)
-
-
-def register(cfg: DictConfig, best: dict[str, Any], uri: str, registry_name: str) -> Registered:
-    raise not_deployed("translate", NOT_DEPLOYED)
+export, registry_name, register = refused_deployment("translate", NOT_DEPLOYED)
