@@ -4,6 +4,7 @@ compare unchanged."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import uuid
 from pathlib import Path
@@ -32,9 +33,14 @@ NOT_PERCENT = ("test_loss", "train_seconds")
 
 
 def test_a_sweep_of_two_models_by_two_seeds_shows_mean_and_std_of_its_runs(tmp_path, project_root, data):
+    """The README's parallel seed sweep (joblib launcher, two one-thread jobs at once): one parent, its
+    children compared by model."""
     args = ("model=rnn,gru", "seed=1,2", "trainer.max_epochs=1", "logger.system_metrics=false")
-    client, runs, done = sweep(tmp_path, project_root, data, *args)
+    parallel = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.threads=1")
+    client, runs, done = sweep(tmp_path, project_root, data, *args, *parallel)
     parent, children = split_parent(runs)
+    spans = sorted((run.info.start_time, run.info.end_time) for run in children)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))  # two ran at once
     assert f"[sweep] parent={parent.info.run_name} id={parent.info.run_id} children=4" in done.stdout
     overrides = [f"compare.sweep={parent.info.run_id}", f"paths.runs_dir={tmp_path / 'runs'}"]
     _, experiment = run_compare(project_root, tmp_path, overrides)
