@@ -4,11 +4,11 @@
         --encoded data/encoded/imdb --epsilon 1 5
 
 For a classifier trained with `train.adversarial=at` (normalised embeddings), on the first `--reviews`
-validation reviews in eval mode: r_adv = ε g/‖g‖ exactly as training computes it (rnnlab.models.adversarial),
-then per review the norm of the largest per-token slice of r_adv, the share of ‖r_adv‖² on its top 1 and top
-5 tokens, and the median norm of the normalised token vectors it is added to; medians over reviews. Also the
-accuracy on those reviews when every review is moved by its r_adv (what the AT loss trains against).
-"""
+validation reviews in eval mode: r_adv = ε g/‖g‖ exactly as training computes it
+(rnnlab.tasks.classification.adversarial), then per review the norm of the largest per-token slice of r_adv,
+the share of ‖r_adv‖² on its top 1 and top 5 tokens, and the median norm of the normalised token vectors it is
+added to; medians over reviews. Also the accuracy on those reviews when every review is moved by its r_adv
+(what the AT loss trains against). """
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.data.datamodule import SequenceDataModule
-from rnnlab.models.adversarial import at_perturbation
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.adversarial import at_perturbation
+from rnnlab.tasks.classification.classifier import SequenceClassifier
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 
 
 def token_shares(r_adv: torch.Tensor, lengths: torch.Tensor) -> dict[str, list[float]]:

@@ -23,7 +23,7 @@ import lightning as L
 from machine import cpu_model
 from rnnlab.diagnostics.gradient_flow import EncodedBatchSource, gradient_flow
 from rnnlab.diagnostics.recurrent_weights import encoder_spectra
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 
 
 def measure(model: SequenceClassifier, batch) -> tuple[dict[int, float], dict[str, float]]:

@@ -73,7 +73,7 @@ def stand_in_model(reviews: list[str], folder: Path) -> tuple[str, str]:
     from rnnlab.data.tokenize import TokenizerConfig, tokenize
     from rnnlab.data.vocab import Vocabulary
     from rnnlab.io import write_json
-    from rnnlab.models.classifier import SequenceClassifier
+    from rnnlab.tasks.classification.classifier import SequenceClassifier
     from rnnlab.tasks.classification.onnx_export import export_onnx
     from rnnlab.tasks.classification.pyfunc import log_text_model
 

@@ -57,9 +57,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from machine import cpu_model
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.models.cells import CELLS
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 from rnnlab.training import build_callbacks, build_trainer
 
 BATCH_SIZE, SIZE, DROPOUT, CLIP = 64, 128, 0.2, 1.0

@@ -1,5 +1,6 @@
 """DVC stage `baseline`: TF-IDF word 1-2-grams + logistic regression on the same split and tokens as the
-recurrent models, C chosen on validation (rnnlab.baseline); a row of the comparison, with an MLflow run.
+recurrent models, C chosen on validation (rnnlab.tasks.classification.baseline); a row of the comparison,
+with an MLflow run.
 
     python pipelines/baseline.py
     python pipelines/baseline.py baseline.C=[1,4] baseline.ngram_max=3
@@ -16,12 +17,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from omegaconf import DictConfig
 
-from rnnlab import baseline, tracking
+from rnnlab import tracking
 from rnnlab.comparison import BASELINE
 from rnnlab.config import project_root, resolve_path, section
 from rnnlab.io import atomic_dir, read_json, write_json
 from rnnlab.stage import entry_point, summary
-from rnnlab.tasks.classification import length_bucket_edges, positive_index
+from rnnlab.tasks.classification import baseline, length_bucket_edges, positive_index
 from rnnlab.tasks.classification.preparation import labelled_splits, positive_label, tokenized
 
 

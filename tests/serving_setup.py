@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rnnlab.io import write_json
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 from rnnlab.tasks.classification.onnx_export import export_onnx
 from rnnlab.tasks.classification.pyfunc import OnnxSentimentModel
 from synthetic import clean_env

@@ -1,7 +1,8 @@
-"""Adversarial and virtual adversarial training (rnnlab.models.adversarial): `none` trains bit for bit as the
-plain classifier did; the perturbation has L2 norm ε per example and is zero at padded steps; the normalised
-embeddings have frequency-weighted mean 0 and variance 1; at/vat runs are seeded, log their term and keep the
-frequencies in the checkpoint; the vat term covers the labelled and the unlabelled rows joined."""
+"""Adversarial and virtual adversarial training (rnnlab.tasks.classification.adversarial): `none` trains bit
+for bit as the plain classifier did; the perturbation has L2 norm ε per example and is zero at padded steps;
+the normalised embeddings have frequency-weighted mean 0 and variance 1; at/vat runs are seeded, log their
+term and keep the frequencies in the checkpoint; the vat term covers the labelled and the unlabelled rows
+joined."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.errors import ConfigError
-from rnnlab.models.adversarial import (
+from rnnlab.tasks.classification.adversarial import (
     LOSS_NAMES,
     NormalisedEmbedding,
     at_perturbation,
     scaled,
     vat_perturbation,
 )
-from rnnlab.models.build import build_classifier
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.builder import build_classifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 
 VOCAB = 30
 ENCODER = {

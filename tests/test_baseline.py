@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rnnlab.baseline import BaselineSettings, documents, fit_and_score, reports
 from rnnlab.errors import ConfigError
+from rnnlab.tasks.classification.baseline import BaselineSettings, documents, fit_and_score, reports
 
 
 def token_split(rows: int, rng: np.random.Generator) -> tuple[pa.ListArray, np.ndarray]:

@@ -16,7 +16,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from rnnlab import plots
-from rnnlab.baseline import BaselineSettings, fit_and_score, reports
 from rnnlab.comparison import (
     BASELINE,
     baseline_beats,
@@ -32,6 +31,7 @@ from rnnlab.io import write_json
 from rnnlab.stage import report_errors
 from rnnlab.tasks import Comparison
 from rnnlab.tasks.classification import COMPARE
+from rnnlab.tasks.classification.baseline import BaselineSettings, fit_and_score, reports
 
 BUCKETS = ("<=100", "101-200", ">200")
 
@@ -113,8 +113,8 @@ def test_comparison_plots_are_png_files(reports_dir, tmp_path):
 
 
 def write_baseline(reports_dir: Path, run_id: str, edges: tuple[int, ...] = (100, 200)) -> tuple[dict, dict]:
-    """The baseline stage's two reports from a real fit (rnnlab.baseline) on texts where `not bad` marks
-    class 1, scored on `edges`."""
+    """The baseline stage's two reports from a real fit (rnnlab.tasks.classification.baseline) on texts where
+    `not bad` marks class 1, scored on `edges`."""
     rng = np.random.default_rng(0)
     tokens, labels = {}, {}
     for split, rows in (("train", 200), ("val", 60), ("test", 60)):

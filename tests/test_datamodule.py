@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.store import EncodedSplit
 from rnnlab.io import write_json
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 
 
 def test_bucket_batches_cover_every_index_once_with_similar_lengths():

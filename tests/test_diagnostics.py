@@ -16,14 +16,14 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
 from torch import nn
 
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.store import EncodedSplit
 from rnnlab.diagnostics import clipping
 from rnnlab.diagnostics.callbacks import ClippingMonitor, GradientFlowMonitor, RecurrentWeightMonitor
 from rnnlab.diagnostics.gradient_flow import fixed_batch, gradient_flow, rnn_gradient_flow
 from rnnlab.diagnostics.recurrent_weights import gate_spectra
 from rnnlab.errors import ConfigError
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 from synthetic import VOCAB_SIZE
 
 STEPS = 40

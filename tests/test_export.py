@@ -18,8 +18,8 @@ from onnx import numpy_helper
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.tokenize import TokenizerConfig
 from rnnlab.io import atomic_dir, read_json, write_json
-from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.tasks.classification import onnx_export as export
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 from rnnlab.tasks.classification.onnx_export import (
     EXAMPLE_LEN,
     ExportError,

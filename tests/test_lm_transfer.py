@@ -11,9 +11,10 @@ import torch
 from omegaconf import OmegaConf
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.build import build_classifier, encoder_args
+from rnnlab.models.build import encoder_args
 from rnnlab.pretraining.transfer import init_from_language_model
 from rnnlab.pretraining.word_lm import WordLanguageModel
+from rnnlab.tasks.classification.builder import build_classifier
 from synthetic import VOCAB_SIZE
 from test_config import compose_cfg
 

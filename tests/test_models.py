@@ -13,9 +13,9 @@ from rnnlab.errors import ConfigError
 from rnnlab.models import choices
 from rnnlab.models.cells import CELLS, cell_of
 from rnnlab.models.choices import INITS, POOLINGS
-from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder, reverse_within_lengths
 from rnnlab.models.summary import model_summary, parameter_rows
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 
 VOCAB = 23
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from rnnlab import tracking
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.store import EncodedSplit
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 from synthetic import MAX_LEN, SIGNAL, VOCAB_SIZE, run_folders, run_train, tiny_overrides
 
 
@@ -243,6 +245,14 @@ def test_runs_are_tracked_in_mlflow(trained, project_root, data):
     logits = loaded.predict({"ids": ids, "lengths": np.array([4, 7], dtype=np.int64)})
     margin = logits[:, 1] - logits[:, 0]  # token 5 (the signal) scores more positive than none
     assert logits.shape == (2, 2) and margin[0] > margin[1] and logits[0].argmax() == 1
+    # A model logged when the classifier lived in rnnlab.models.classifier still loads and predicts the same.
+    logged = mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location)
+    before = shutil.copytree(logged, work / "logged_before")
+    spec = yaml.safe_load((before / "MLmodel").read_text())
+    spec["flavors"]["python_function"]["config"]["module"] = "rnnlab.models.classifier.SequenceClassifier"
+    (before / "MLmodel").write_text(yaml.safe_dump(spec))
+    again = mlflow.pyfunc.load_model(str(before)).predict({"ids": ids, "lengths": np.array([4, 7])})
+    assert np.array_equal(again, logits)
     # Same seed, same curves (throughput aside).
     for key in ("train/loss", "val/acc", "train/grad_norm"):
         assert histories[0][key] == histories[1][key], key

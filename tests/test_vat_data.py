@@ -15,7 +15,6 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from test_pretrain import composed, encoded_project, stage
 
 from rnnlab.callbacks import EpochThroughput
-from rnnlab.data.datamodule import SequenceDataModule
 from rnnlab.data.encode import pad_and_truncate
 from rnnlab.data.sampling import CyclingRandomSampler
 from rnnlab.data.store import (
@@ -28,6 +27,7 @@ from rnnlab.data.store import (
 )
 from rnnlab.errors import ConfigError
 from rnnlab.io import read_json
+from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 from synthetic import UNLABELLED_ROWS
 
 

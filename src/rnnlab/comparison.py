@@ -18,7 +18,8 @@ from rnnlab.errors import ConfigError, LayoutError
 from rnnlab.io import read_json
 from rnnlab.tasks import Comparison
 
-BASELINE = "tfidf_lr"  # the classical baseline's row (rnnlab.baseline; DVC stage `baseline`, classification)
+# the classical baseline's row (rnnlab.tasks.classification.baseline; DVC stage `baseline`, classification)
+BASELINE = "tfidf_lr"
 BASELINE_NOTE = (  # compare.md's word on that row
     f"{BASELINE} (baseline): TF-IDF word n-grams + logistic regression on the same split, scored on the same "
     "test texts and length buckets; its params are the regression's weights (one per n-gram feature and "

@@ -7,7 +7,7 @@ POOLINGS = ("last", "mean", "max", "attention")  # model.pooling (rnnlab.models.
 INITS = ("orthogonal", "default")  # model.init (rnnlab.models.encoder)
 SCHEDULERS = ("plateau", "onecycle", "none")  # optim.scheduler (rnnlab.models.base)
 MODES = ("min", "max")  # task.mode: the monitored metric's direction (rnnlab.models.base)
-ADVERSARIAL_MODES = ("none", "at", "vat")  # train.adversarial (rnnlab.models.adversarial)
+ADVERSARIAL_MODES = ("none", "at", "vat")  # train.adversarial (rnnlab.tasks.classification.adversarial)
 ATTENTIONS = (
     "none",
     "additive",

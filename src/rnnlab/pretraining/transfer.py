@@ -13,8 +13,8 @@ import os
 import torch
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.pretraining.word_lm import WordLanguageModel
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 
 ARCHITECTURE = ("cell", "embedding_dim", "hidden_size", "bidirectional")  # what must match, besides the vocab
 

@@ -9,13 +9,16 @@ import torch
 
 from rnnlab.tracking.logged_model import module_outputs
 
+# module paths of models logged before the class moved, and where the class lives now
+MOVED = {"rnnlab.models.classifier": "rnnlab.tasks.classification.classifier"}
+
 
 class CheckpointModel(mlflow.pyfunc.PythonModel):
     """Predict with a Lightning checkpoint: input {name: array} in the order of `model_config["inputs"]`."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         path, _, name = context.model_config["module"].rpartition(".")
-        module_class = getattr(importlib.import_module(path), name)
+        module_class = getattr(importlib.import_module(MOVED.get(path, path)), name)
         self.module = module_class.load_from_checkpoint(context.artifacts["checkpoint"], map_location="cpu")
         self.module.eval()
         self.inputs = list(context.model_config["inputs"])

@@ -38,7 +38,7 @@ def source_read(cfg: DictConfig) -> str | None:
 def split_profiles(data: Any) -> dict[str, dict[str, Any]]:
     """{split: {"rows": n, "class_counts": {label: n}}} of a task's datamodule: the encoded splits of a text
     classifier (labelled), the windows or BPTT batches of the other tasks (`datasets`, rows only)."""
-    if hasattr(data, "splits"):  # rnnlab.data.datamodule.SequenceDataModule
+    if hasattr(data, "splits"):  # rnnlab.tasks.classification.sequence_data.SequenceDataModule
         data.setup()
         names = data.meta.get("label_names") or [str(i) for i in range(data.num_classes)]
         profiles = {}

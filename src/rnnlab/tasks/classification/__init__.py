@@ -29,9 +29,9 @@ from rnnlab.tasks.classification.registration import registry_name as registry_n
 if TYPE_CHECKING:  # the functions import what they use: validation and the data stages need no torch
     import numpy as np
 
-    from rnnlab.data.datamodule import SequenceDataModule
-    from rnnlab.models.classifier import SequenceClassifier
     from rnnlab.tasks.classification import evaluation
+    from rnnlab.tasks.classification.classifier import SequenceClassifier
+    from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 
 HAS_TEST = True
 DEPLOYS = True
@@ -125,7 +125,7 @@ def data_dir(cfg: DictConfig) -> Path:
 
 
 def datamodule(cfg: DictConfig) -> SequenceDataModule:
-    from rnnlab.data.datamodule import SequenceDataModule
+    from rnnlab.tasks.classification.sequence_data import SequenceDataModule
 
     vat = OmegaConf.select(cfg, "train.adversarial") == "vat"  # its training batches add unlabelled texts
     return SequenceDataModule(data_dir(cfg), seed=cfg.seed, unlabelled=vat, **section(cfg, "data.loader"))
@@ -135,8 +135,8 @@ def build_model(cfg: DictConfig, model_cfg: dict[str, Any], data: SequenceDataMo
     """The classifier; with `model.init_from=word2vec` its embedding starts from the pretrain stage's vectors,
     with `lm` its embedding and first recurrent layer from the cell's language model (pretrain_lm@<cell>); the
     run links to the pretraining run."""
-    from rnnlab.models.build import adversarial_args, build_classifier
     from rnnlab.pretraining.transfer import init_from_language_model, load_language_model
+    from rnnlab.tasks.classification.builder import adversarial_args, build_classifier
 
     vocab_path = resolve_path(cfg.paths.prepared_dir) / "vocab.json"
     init = pretrained_init(cfg, model_cfg)
@@ -184,7 +184,7 @@ def artifacts(cfg: DictConfig) -> list[Path]:
 
 
 def load_model(checkpoint: Path) -> SequenceClassifier:
-    from rnnlab.models.classifier import SequenceClassifier
+    from rnnlab.tasks.classification.classifier import SequenceClassifier
 
     return SequenceClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
 

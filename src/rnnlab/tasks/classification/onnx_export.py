@@ -24,7 +24,7 @@ from torch import nn
 
 from rnnlab.errors import RnnlabError
 from rnnlab.io import write_json
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.tasks.classification.classifier import SequenceClassifier
 
 INPUT_NAMES = ("ids", "lengths")
 OUTPUT_NAMES = ("probs",)

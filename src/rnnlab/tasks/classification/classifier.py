@@ -10,10 +10,10 @@ import torchmetrics
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.adversarial import LOSS_NAMES, NormalisedEmbedding, adversarial_loss, joined
 from rnnlab.models.base import RecurrentTaskModule, check_optim
 from rnnlab.models.choices import ADVERSARIAL_MODES
 from rnnlab.models.encoder import EncoderConfig, RecurrentEncoder
+from rnnlab.tasks.classification.adversarial import LOSS_NAMES, NormalisedEmbedding, adversarial_loss, joined
 
 
 def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.MetricCollection:
@@ -33,12 +33,13 @@ def classification_metrics(num_classes: int, prefix: str) -> torchmetrics.Metric
 class SequenceClassifier(RecurrentTaskModule):
     """Classifies padded token-id batches (`ids`, `lengths`, `labels`) with one `RecurrentEncoder`.
 
-    `adversarial` at | vat (rnnlab.models.adversarial) normalises the embeddings with the training
-    frequencies `word_counts` (one per id; not a hyperparameter: the checkpoint keeps them as a buffer) and
-    adds the adversarial term to the training loss; none trains as without it. With vat the training batches
-    are `{"labelled": batch, "unlabelled": batch}` (rnnlab.data.datamodule, `unlabelled`) and the term is
-    one KL divergence, averaged over the rows of both batches joined into one (Miyato et al.'s code); the
-    loss and metrics count the labelled rows only.
+    `adversarial` at | vat (rnnlab.tasks.classification.adversarial) normalises the embeddings with the
+    training frequencies `word_counts` (one per id; not a hyperparameter: the checkpoint keeps them as a
+    buffer) and adds the adversarial term to the training loss; none trains as without it. With vat the
+    training batches are `{"labelled": batch, "unlabelled": batch}`
+    (rnnlab.tasks.classification.sequence_data, `unlabelled`) and the term is one KL divergence, averaged over
+    the rows of both batches joined into one (Miyato et al.'s code); the loss and metrics count the labelled
+    rows only.
     """
 
     def __init__(
