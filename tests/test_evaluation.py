@@ -248,21 +248,41 @@ def test_evaluate_logs_to_the_training_run(evaluated):
     assert {"eval/plots/roc.png", "eval/plots/confusion.png", "eval/plots/roc.csv"} <= images
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path, project_root, data, capsys):
-    """In-process (Hydra passes a composed config straight through): no subprocess start-up to wait for."""
+def evaluate_in_process(project_root: Path, overrides: list[str]) -> int:
+    """pipelines/evaluate.py's stage function on a composed config, under its error reporting (Hydra passes a
+    composed config straight through): no subprocess start-up to wait for. Its exit status."""
     script = project_root / "pipelines" / "evaluate.py"
     spec = importlib.util.spec_from_file_location("evaluate_stage", script)
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
-    overrides = [f"paths.{key}={tmp_path / key}" for key in ("models_dir", "reports_dir")]
     with initialize_config_dir(str(project_root / "conf"), version_base="1.3"):
-        cfg = compose("config", [*overrides, f"paths.encoded_dir={data[0]}", "+model_key=lstm"])
-    with pytest.raises(SystemExit) as exited:  # the stage function itself, under its error reporting
+        cfg = compose("config", overrides)
+    with pytest.raises(SystemExit) as exited:
         report_errors(stage.main.__wrapped__)(cfg)
-    assert exited.value.code == 2
+    return exited.value.code
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, project_root, data, capsys):
+    overrides = [f"paths.{key}={tmp_path / key}" for key in ("models_dir", "reports_dir")]
+    code = evaluate_in_process(project_root, [*overrides, f"paths.encoded_dir={data[0]}", "+model_key=lstm"])
+    assert code == 2
     message = capsys.readouterr().err
     assert f"{tmp_path}/models_dir/lstm/checkpoints/best.ckpt is missing" in message
     assert "run `dvc repro train@lstm` first" in message and not (tmp_path / "reports_dir").exists()
+
+
+def test_run_dir_must_hold_a_finished_run_of_the_model(tmp_path, project_root, data, capsys):
+    """`run_dir=<folder>`: a folder without a finished run, or with another cell's, is refused by name."""
+    run = tmp_path / "runs" / "lstm" / "2026-01-01_00-00-00-abcdef"
+    args = [f"paths.encoded_dir={data[0]}", f"paths.reports_dir={tmp_path / 'reports'}", "model=gru"]
+    assert evaluate_in_process(project_root, [*args, f"run_dir={run}"]) == 2
+    assert f"run_dir={run}: {run} holds no finished training run" in capsys.readouterr().err
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"")
+    (run / "report.json").write_text(json.dumps({"model": "lstm", "run_id": "0" * 32}))
+    assert evaluate_in_process(project_root, [*args, f"run_dir={run}"]) == 2
+    assert "trained model lstm, not model=gru: pass model=lstm" in capsys.readouterr().err
+    assert not (run / "eval").exists() and not (tmp_path / "reports").exists()
 
 
 def test_default_buckets_are_the_train_quartiles():

@@ -5,6 +5,7 @@ compare unchanged."""
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from rnnlab.errors import ConfigError, MissingInputError
 from rnnlab.seed_comparison import compare
 from rnnlab.sweep_runs import read_sweep
 from rnnlab.tasks.classification import COMPARE
+from synthetic import run_folders, run_stage, tiny_overrides
 
 SHOWN = {
     "val_acc": "val/acc_best",
@@ -77,6 +79,58 @@ def test_a_sweep_of_two_models_by_two_seeds_shows_mean_and_std_of_its_runs(tmp_p
     )
 
 
+def test_evaluated_runs_add_their_accuracy_by_length_to_the_sweep(tmp_path, project_root, data, capsys):
+    """`python pipelines/evaluate.py run_dir=<folder>` on the runs of a sweep: the scores go to the run's
+    folder and MLflow run, never the pipeline's reports; compare.sweep averages them once every run has
+    them."""
+    client, runs, _ = sweep(tmp_path, project_root, data, "model=gru", "seed=1,2", "trainer.max_epochs=1")
+    parent, _ = split_parent(runs)
+    first, second = run_folders(tmp_path, "gru")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*tiny_overrides(tmp_path, *data, uri), "model=gru", "eval.length_buckets=[5,10]"]
+    run_stage(project_root, "evaluate", [*args, f"run_dir={first}"])
+    overrides = [f"compare.sweep={parent.info.run_id}", f"paths.runs_dir={tmp_path / 'runs'}"]
+    with pytest.raises(SystemExit):
+        run_compare(project_root, tmp_path, overrides)
+    unevaluated = client.get_run(json.loads((second / "report.json").read_text())["run_id"]).info.run_name
+    assert (
+        f"others record: {unevaluated} (acc_len <=5, acc_len 6-10, acc_len >10) (scores by length: evaluate"
+        in capsys.readouterr().err
+    )
+    run_stage(project_root, "evaluate", [*args, f"run_dir={second}"])
+    run_compare(project_root, tmp_path, overrides)
+    assert not (tmp_path / "reports" / "eval").exists()  # the pipeline's evaluation untouched
+    logged = []
+    for folder in (first, second):
+        metrics = json.loads((folder / "eval" / "metrics.json").read_text())
+        run = client.get_run(json.loads((folder / "report.json").read_text())["run_id"]).data.metrics
+        assert run["test/acc_len_le5"] == pytest.approx(metrics["length_buckets"]["<=5"]["acc"])
+        assert metrics["acc"] == pytest.approx(run["test/acc"], abs=1e-6)  # training's test, same checkpoint
+        logged.append(run)
+    folder = tmp_path / "runs" / "sweeps" / parent.info.run_name
+    table = pd.read_csv(folder / "compare.csv", index_col="model")
+    for bucket, key in (("<=5", "le5"), ("6-10", "6_10"), (">10", "gt10")):
+        values = [run[f"test/acc_len_{key}"] for run in logged]
+        assert table.at["gru", f"acc_len {bucket}_mean"] == pytest.approx(statistics.mean(values))
+        assert table.at["gru", f"acc_len {bucket}_std"] == pytest.approx(statistics.stdev(values))
+    header = (folder / "compare.md").read_text(encoding="utf-8").splitlines()[0]
+    assert "In %: val_acc, test_acc, test_f1, test_auroc, acc_len <=5, acc_len 6-10, acc_len >10." in header
+
+
+def test_scores_by_length_are_columns_shortest_bucket_first(store):
+    by_length = {"test/acc_len_gt400": 0.7, "test/acc_len_le100": 0.9, "test/acc_len_101_200": 0.8}
+    runs = [{"model": "gru", "seed": seed, "val": 0.8, "metrics": by_length} for seed in (1, 2)]
+    client, parent = fake_sweep(store, runs)
+    result = compare(read_sweep(client, parent, "classification"), COMPARE)
+    shown = ["acc_len <=100", "acc_len 101-200", "acc_len >400"]
+    assert [c for c in result.table.columns if c.startswith("acc_len")] == [
+        f"{column}_{stat}" for column in shown for stat in ("mean", "std", "n")
+    ]
+    head = result.markdown.splitlines()[2]
+    assert [head.index(column) for column in shown] == sorted(head.index(column) for column in shown)
+    assert " 70.00 ± 0.00 (n=2) |" in result.markdown  # in % as the test accuracy
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """The folder of one MLflow store for the hand-made sweeps (making an SQLite store takes seconds)."""
@@ -90,7 +144,8 @@ def fake_sweep(
 ) -> tuple[mlflow.MlflowClient, str]:
     """A sweep's parent run and children, in an experiment of their own, as pipelines/train.py -m logs them
     (the params and metrics the comparison reads); each of `runs` gives model, seed, val (val/acc_best) and
-    optionally status, params, a metric to leave out (`without`); the parent `ended` so (None: running)."""
+    optionally status, params, more metrics, a metric to leave out (`without`); the parent `ended` so (None:
+    running)."""
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     experiment = client.create_experiment(f"imdb-{uuid.uuid4().hex}", (store / "mlartifacts").as_uri())
     tags = {"rnnlab.source": "sweep"}
@@ -114,7 +169,7 @@ def fake_sweep(
             **run.get("params", {}),
         }
         best = {"val/acc_best": run["val"], "test/acc": run["val"] - 0.01, "test/f1": 0.5, "test/loss": 0.4}
-        best |= {"test/auroc": 0.6, "train/seq_per_s": 100.0 + number}
+        best |= {"test/auroc": 0.6, "train/seq_per_s": 100.0 + number, **run.get("metrics", {})}
         metrics = [Metric(name, value, 0, 2) for name, value in best.items() if name != run.get("without")]
         metrics += [Metric("val/acc", run["val"], 0, step) for step in (1, 2)]
         client.log_batch(child, metrics, [Param(key, value) for key, value in params.items()])

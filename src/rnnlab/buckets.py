@@ -43,3 +43,21 @@ def assign_buckets(token_counts: torch.Tensor, edges: Sequence[int]) -> torch.Te
 def metric_key(bucket: str) -> str:
     """A bucket name safe for MLflow metric names: `<=100` -> `le100`, `101-200` -> `101_200`."""
     return bucket.replace("<=", "le").replace(">", "gt").replace("-", "_")
+
+
+def bucket_of_key(key: str) -> str:
+    """The bucket name a metric key stands for (metric_key's inverse): `le100` -> `<=100`."""
+    if key.startswith("le"):
+        return "<=" + key[2:]
+    if key.startswith("gt"):
+        return ">" + key[2:]
+    return key.replace("_", "-")
+
+
+def shortest_first(name: str) -> int:
+    """Sort key of a bucket name: the shortest length it holds (`<=100` 0, `101-200` 101, `>400` 401)."""
+    if name.startswith("<="):
+        return 0
+    if name.startswith(">"):
+        return int(name[1:]) + 1
+    return int(name.split("-")[0])

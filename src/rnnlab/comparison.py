@@ -172,12 +172,17 @@ def to_markdown(table: pd.DataFrame, spec: Comparison) -> str:
     return shown.to_markdown(disable_numparse=True, stralign="right") + "\n"
 
 
+def in_percent(spec: Comparison, column: str) -> bool:
+    """Whether `column` is shown in %: a percentage column, or a length bucket's score (as the test score)."""
+    in_bucket = spec.by_length is not None and column.startswith(bucket_column(spec, ""))
+    return column in spec.percent or (in_bucket and spec.test_column in spec.percent)
+
+
 def figure(spec: Comparison, column: str, value: object) -> str:
     """A value as compare.md shows it in `column` (`–` for none)."""
     if pd.isna(value):
         return "–"
-    in_bucket = spec.by_length is not None and column.startswith(bucket_column(spec, ""))
-    if column in spec.percent or (in_bucket and spec.test_column in spec.percent):  # shown as the test score
+    if in_percent(spec, column):
         return f"{100 * value:.2f}"
     if column == "params":
         return f"{int(value):,}"

@@ -1,9 +1,10 @@
 """A sweep's runs compared by model, mean ± sample standard deviation over the seeds (`compare.sweep`).
 
 One row per model of the sweep (rnnlab.sweep_runs): for each column of the task's comparison that a training
-run records (not the scores only the evaluate stage computes), its mean, its sample
-standard deviation (NaN with one seed) and n, the number of seeds; the monitored metric (`val_acc`:
-`val/acc_best`) is always a column, and its mean ranks the models (rnnlab.ranking). The runs averaged must
+run records, its mean, its sample standard deviation (NaN with one seed) and n, the number of seeds; the
+monitored metric (`val_acc`: `val/acc_best`) is always a column, and its mean ranks the models
+(rnnlab.ranking). The scores by length (`acc_len <=100`, ...) join them once the runs were evaluated
+(`python pipelines/evaluate.py model=<cell> run_dir=<run folder>`), every run alike. The runs averaged must
 differ only in their seed.
 """
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from rnnlab import ranking
-from rnnlab.comparison import figure, margin, stated
+from rnnlab.buckets import bucket_of_key, shortest_first
+from rnnlab.comparison import bucket_column, figure, in_percent, margin, stated
 from rnnlab.errors import ConfigError, MissingInputError
 from rnnlab.sweep_runs import Sweep
 from rnnlab.tasks import Comparison
@@ -40,6 +42,7 @@ def compare(sweep: Sweep, spec: Comparison) -> SeedComparison:
     """The children of `sweep` by model, mean ± std over their seeds, ranked by the mean of the monitored
     metric (highest or lowest as the sweep's `task.mode` says)."""
     rank_by, columns = rank_column(spec, sweep.monitor)
+    columns.update(length_columns(sweep, spec))
     frame = runs_frame(sweep, columns, rank_by)
     shown = [column for column in columns if column in frame]
     table = seed_table(frame, shown)
@@ -57,6 +60,17 @@ def rank_column(spec: Comparison, monitor: str) -> tuple[str, dict[str, tuple[st
     source = ("train", f"{monitor.replace('/', '_')}_best")
     found = [column for column, where in spec.columns.items() if where == source]
     return (found[0], dict(spec.columns)) if found else (source[1], {**spec.columns, source[1]: source})
+
+
+def length_columns(sweep: Sweep, spec: Comparison) -> dict[str, tuple[str, str]]:
+    """The columns of the scores by length that an evaluation logged to any child (`test/acc_len_le100`
+    -> `acc_len <=100`), shortest bucket first."""
+    if not spec.by_length:
+        return {}
+    prefix = f"{spec.by_length}_len_"
+    keys = {key for child in sweep.children for key in child.eval if key.startswith(prefix)}
+    names = {bucket_of_key(key.removeprefix(prefix)): key for key in keys}
+    return {bucket_column(spec, name): ("eval", names[name]) for name in sorted(names, key=shortest_first)}
 
 
 def runs_frame(sweep: Sweep, columns: dict[str, tuple[str, str]], rank_by: str) -> pd.DataFrame:
@@ -90,7 +104,8 @@ def runs_frame(sweep: Sweep, columns: dict[str, tuple[str, str]], rank_by: str) 
             for row in frame.index[holes.any(axis="columns")]
         ]
         raise MissingInputError(
-            f"runs of sweep {sweep.name} lack what the others record: {'; '.join(lacking)}"
+            f"runs of sweep {sweep.name} lack what the others record: {'; '.join(lacking)} (scores by "
+            "length: evaluate every run, `python pipelines/evaluate.py model=<cell> run_dir=<its folder>`)"
         )
     frame[recorded] = frame[recorded].astype(float)
     return frame
@@ -144,7 +159,7 @@ def _figure(spec: Comparison, column: str, value: float) -> str:
 
 def header(sweep: Sweep, spec: Comparison, columns: list[str], absent: list[str]) -> str:
     """The first line of the sweep's compare.md: what a cell is, the ranking, the units, what is left out."""
-    percent = [column for column in columns if column in spec.percent]
+    percent = [column for column in columns if in_percent(spec, column)]
     return (
         f"Sweep {sweep.name} ({sweep.parent.info.run_id}): mean ± sample standard deviation over the seeds "
         f"(n: the runs averaged, one per seed), ranked by the mean of {sweep.monitor}_best."
