@@ -75,6 +75,7 @@ MODEL = {
 RULES: dict[str, Rule] = {
     "seed": SEED,
     "ckpt_path": nullable(text(), "start afresh"),
+    "run_dir": nullable(text(), "the pipeline's model"),
     "model_key": text(),
     "optim.lr": POSITIVE,
     "optim.weight_decay": number(0),
