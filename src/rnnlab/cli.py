@@ -131,7 +131,7 @@ def _read_texts(path: Path, columns: tuple[str, ...]) -> list[object]:
     if path.suffix.lower() in (".csv", ".parquet"):
         import pandas as pd
 
-        from rnnlab.tasks.classification.pyfunc import text_column
+        from rnnlab.tasks.classification.text_input import text_column
 
         try:
             if path.suffix.lower() == ".csv":

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST, REQUEST_LIMIT_EXCEEDED
 
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.classification.pyfunc import TEXT_COLUMN, require_texts, text_column
+from rnnlab.tasks.classification.text_input import TEXT_COLUMN, require_texts, text_column
 
 # MLflow's app runs each request's parsing and `predict` in the event loop's default executor (6 threads on
 # 2 cores): with more, more requests wait for the batching scorer at once and share its batches.
@@ -133,7 +133,7 @@ def request_texts(
 class RequestGuard:
     """ASGI middleware in front of MLflow's scoring app: size limits and the raw-payload check (see the
     module docstring). `accepted`: the text column names
-    (`rnnlab.tasks.classification.pyfunc.accepted_columns`)."""
+    (`rnnlab.tasks.classification.text_input.accepted_columns`)."""
 
     def __init__(self, app: Any, accepted: Sequence[str], max_texts: int, max_bytes: int) -> None:
         self.app, self.accepted, self.max_texts, self.max_bytes = app, tuple(accepted), max_texts, max_bytes

@@ -6,9 +6,9 @@ ONNX file (inputs `ids`, `lengths`; output `probs`, see onnx_export) on them. `S
 that for MLflow (served by `rnnlab serve`, see `rnnlab.server`), and `log_text_model` logs it with its
 artifacts, its code and the name of the table's text column.
 
-Defined behaviour on odd input: anything that is not a string raises `RnnlabError` naming its position and
-type, and so does an empty or whitespace-only text where a prediction is asked for (`predict`: the encoder
-itself maps it to a row of length 0, as the encode stage does); a text longer than `MAX_CHARS` characters
+Defined behaviour on odd input: the checks of `text_input` (a non-string, or a blank text where a prediction
+is asked for, raises `RnnlabError` naming its position; the encoder itself maps a blank text to a row of
+length 0, as the encode stage does); a text longer than `MAX_CHARS` characters
 is cut to `MAX_CHARS` before tokenizing, on the side that truncation drops anyway (truncating "pre" keeps
 the end of the text, "post" its start), so the ids only change when `MAX_CHARS` characters hold fewer than
 `max_len` tokens. Nothing here imports torch.
@@ -16,9 +16,8 @@ the end of the text, "post" its start), so the ids only change when `MAX_CHARS` 
 
 from __future__ import annotations
 
-import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -42,10 +41,16 @@ from rnnlab.data.tokenize import TokenizerConfig, tokenize
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.errors import RnnlabError
 from rnnlab.io import read_json
+from rnnlab.tasks.classification.text_input import (
+    TEXT_COLUMN,
+    accepted_columns,
+    check_texts,
+    input_texts,
+    require_texts,
+)
 
 MAX_CHARS = 100_000  # longer texts are cut before tokenizing (a 1 MB review must not stall the server)
 BATCH_SIZE = 256
-TEXT_COLUMN = "text"  # always accepted; a table's own text column (data.source.text_column) as well
 META_KEYS = ("label_names", "num_classes", "vocab_size", "tokenizer", "max_len", "truncating")
 ARTIFACT_FILES = {"model": "model.onnx", "vocab": "vocab.json", "meta": "meta.json"}
 MODEL_NAME = "model"  # the artifact path of the pyfunc in its run: runs:/<run_id>/model
@@ -58,48 +63,6 @@ SIGNATURE = ModelSignature(
     outputs=Schema([ColSpec("string", "label"), ColSpec("double", "probability")]),
 )
 EXAMPLE_TEXTS = ["This film was a masterpiece.", "Two hours I will never get back."]
-
-
-def check_texts(texts: object) -> list[str]:
-    """`texts` as a list of strings; a single string, a non-sequence or a non-string item is an error."""
-    if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
-        raise RnnlabError(f"texts must be a list of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    for position, text in enumerate(texts):
-        if text is None or (isinstance(text, float) and math.isnan(text)):
-            raise RnnlabError(f"text at position {position} is missing ({text!r})")
-        if not isinstance(text, str):
-            shown = repr(text)[:40]
-            raise RnnlabError(f"text at position {position} is {type(text).__name__} ({shown}), not a string")
-    return texts
-
-
-def require_texts(texts: object) -> list[str]:
-    """`check_texts`, and each text must hold more than whitespace: there is nothing to classify otherwise."""
-    texts = check_texts(texts)
-    for position, text in enumerate(texts):
-        if not text.strip():
-            kind = "blank (whitespace only)" if text else "empty"
-            raise RnnlabError(f"text at position {position} is {kind}: there is nothing to classify")
-    return texts
-
-
-def accepted_columns(text_column: str | None = None) -> tuple[str, ...]:
-    """The column names that hold texts: `text`, and the table's own text column if it has another name."""
-    return tuple(dict.fromkeys([TEXT_COLUMN, text_column or TEXT_COLUMN]))
-
-
-def text_column(columns: Sequence[object], accepted: Sequence[str]) -> object:
-    """The one column of `columns` that holds the texts: a name in `accepted`."""
-    found = [name for name in accepted if name in columns]
-    if len(found) > 1:
-        both = " and ".join(map(repr, found))
-        raise RnnlabError(f"the input has both {both} columns: send the texts in one")
-    if not found:
-        shown = ", ".join(map(str, columns)) or "none"
-        wanted = " or ".join(map(repr, accepted))
-        raise RnnlabError(f"the input has no {wanted} column (columns found: {shown})")
-    return found[0]
 
 
 @dataclass(frozen=True)
@@ -218,19 +181,6 @@ class OnnxSentimentModel:
         """The most likely label and its probability, per row of `probs`."""
         best = probs.argmax(axis=1)
         return [{"label": self.label_names[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
-
-
-def input_texts(model_input: object, accepted: Sequence[str] = (TEXT_COLUMN,)) -> object:
-    """The texts of a pyfunc input: a list of strings, a pandas Series, or a DataFrame's text column (a name
-    in `accepted`). The items are checked where they are scored (`require_texts`)."""
-    if isinstance(model_input, pd.DataFrame):
-        columns = list(model_input.columns)
-        if columns == [0]:  # how MLflow's schema enforcement passes on a list or an unnamed Series
-            return model_input[0].tolist()
-        return model_input[text_column(columns, accepted)].tolist()
-    if isinstance(model_input, pd.Series):
-        return model_input.tolist()
-    return model_input
 
 
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):
