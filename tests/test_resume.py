@@ -17,6 +17,7 @@ import mlflow
 import pytest
 import torch
 
+from rnnlab.resume import MID_EPOCH_WARNING
 from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import (
     TEXT,
@@ -173,7 +174,8 @@ def runs(request, tmp_path_factory, project_root, prepared):
         marker, steps, resume = work / "paused", [], [*args["killed"], "ckpt_path=last"]
         try:
             for point in case.points:
-                paused(project_root, point, resume if steps else args["killed"], marker)
+                stderr = paused(project_root, point, resume if steps else args["killed"], marker)
+                assert not steps or MID_EPOCH_WARNING[:40] not in stderr  # the data's position is restored
                 (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
                 steps.append(checkpoint(last.parents[1])["global_step"])
             run_train(project_root, resume)
