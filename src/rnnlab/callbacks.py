@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
 RUN_ID_KEY = "mlflow_run_id"
@@ -62,3 +63,13 @@ class RunIdInCheckpoint(L.Callback):
     ) -> None:
         if isinstance(trainer.logger, MLFlowLogger):
             checkpoint[RUN_ID_KEY] = trainer.logger.run_id
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, which also sets up the epoch a run resumed mid-way (Lightning does not call
+    `on_train_epoch_start` for it): "Epoch 1: 160/352" instead of "Training: 160/?"."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.fit_loop.restarted_mid_epoch:
+            self.on_train_epoch_start(trainer)

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
-from rnnlab.callbacks import RUN_ID_KEY, EpochThroughput, RunIdInCheckpoint
+from rnnlab.callbacks import RUN_ID_KEY, EpochProgressBar, EpochThroughput, RunIdInCheckpoint
 from rnnlab.diagnostics.callbacks import ClippingMonitor, RecurrentWeightMonitor
 from rnnlab.errors import ConfigError
 from rnnlab.resume import ExactResume, StepCheckpoint
@@ -59,7 +59,7 @@ def build_callbacks(
         LearningRateMonitor(logging_interval="epoch"),
         EpochThroughput(),
         RunIdInCheckpoint(),
-        TQDMProgressBar(refresh_rate=20),
+        EpochProgressBar(refresh_rate=20),
         RecurrentWeightMonitor(diagnostics_dir),
         ClippingMonitor(diagnostics_dir),
     ]
