@@ -76,6 +76,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     import lightning as L
 
     from rnnlab import run_logger, tracking
+    from rnnlab.callbacks import fit_seconds_before
     from rnnlab.data.vocab import Vocabulary
     from rnnlab.models.build import encoder_args
     from rnnlab.pretraining.lm_data import read_language_model_data
@@ -143,9 +144,10 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     limits = {f"limit_{split}_batches": settings[f"limit_{split}_batches"] for split in ("train", "val")}
     trainer = build_trainer({**trainer_cfg, **limits, "max_epochs": settings["epochs"]}, callbacks, logger)
     logger.follow(trainer)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    before, started, cpu_started = fit_seconds_before(resume), time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule=data, ckpt_path=resume)
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    seconds = before["seconds"] + time.perf_counter() - started  # a resumed run: all its processes' fitting
+    cpu_seconds = before["cpu_seconds"] + time.process_time() - cpu_started
     if not trainer.is_global_zero:
         return
     best_path = Path(trainer.checkpoint_callback.best_model_path)
@@ -166,7 +168,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
         "epochs": epochs_completed(checkpoints),
         "best_epoch": best_epoch,
         "val_loss_best": best,
-        "train_seconds": round(seconds, 1),  # this process's part (a resumed run's: since it resumed)
+        "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(cpu_seconds, 1),
     }
     described = " + ".join(f"{name} {n:,}" for name, n in streams.corpus.texts.items())

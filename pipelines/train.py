@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import history, run_dirs, run_logger, tracking
+from rnnlab.callbacks import fit_seconds_before
 from rnnlab.config import model_config, project_root, section
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.summary import model_summary
@@ -68,17 +69,17 @@ def main(cfg: DictConfig) -> float:
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
     logger.follow(trainer)
     record_run_setup(logger, cfg, model_cfg, built, data, trainer, digest, resumed=resume is not None)
-    started = time.perf_counter()
+    before, started = fit_seconds_before(resume)["seconds"], time.perf_counter()
     sampling = (cfg.logger.system_metrics, cfg.logger.system_metrics_s)
     with run_logger.system_metrics(logger.run_id, uri, *sampling):
         trainer.fit(model, datamodule=data, ckpt_path=resume)
-    train_seconds = time.perf_counter() - started
+    train_seconds = before + time.perf_counter() - started  # a resumed run: all its processes' fitting
     # trainer.test() below resets callback_metrics: read the training throughput now.
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
     best_path = Path(trainer.checkpoint_callback.best_model_path)
     best_step, best = run_logger.checkpoint_facts(best_path, cfg.task.monitor)
     logger.pin(best_step)  # test and final metrics: at the best epoch's step
-    # This process's fit time (a resumed run counts from its resume), as in the training report.
+    # The fit time (a resumed run's summed over its processes), as in the training report.
     logger.log_metrics({"train_seconds": round(train_seconds, 1)})
     test = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0] if task.HAS_TEST else {}
     if trainer.is_global_zero:

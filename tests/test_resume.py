@@ -17,6 +17,7 @@ import mlflow
 import pytest
 import torch
 
+from rnnlab.callbacks import fit_seconds_before
 from rnnlab.resume import MID_EPOCH_WARNING
 from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import (
@@ -152,8 +153,9 @@ class Trained(NamedTuple):
 @pytest.fixture(scope="module", params=list(CASES))
 def runs(request, tmp_path_factory, project_root, prepared):
     """The uninterrupted run, and the same run killed at each point and resumed each time, each in an MLflow
-    store of its own; the case, the MLflow experiment (the data set's name) and the global step of the
-    checkpoint the first kill left."""
+    store of its own; the case, the MLflow experiment (the data set's name), the global step of the
+    checkpoint the first kill left, and the fitting seconds counted in the checkpoint the last process
+    resumed from."""
     case, task = CASES[request.param], request.param.split("-")[0]
     work = tmp_path_factory.mktemp(request.param)
     experiment = compose_cfg(project_root, [f"task={task}"]).logger.experiment_name  # the data set's name
@@ -178,6 +180,7 @@ def runs(request, tmp_path_factory, project_root, prepared):
                 assert not steps or MID_EPOCH_WARNING[:40] not in stderr  # the data's position is restored
                 (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
                 steps.append(checkpoint(last.parents[1])["global_step"])
+            counted = fit_seconds_before(last)["seconds"]  # by the killed processes, up to their checkpoints
             run_train(project_root, resume)
         except BaseException:
             whole.kill()
@@ -191,11 +194,11 @@ def runs(request, tmp_path_factory, project_root, prepared):
         Trained(*run_folders(work / name, case.cell), mlflow.MlflowClient(tracking_uri=uris[name]))
         for name in ("whole", "killed")
     ]
-    return *trained, case, experiment, steps[0]
+    return *trained, case, experiment, steps[0], counted
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(runs):
-    whole, killed, case, _, resumed_step = runs
+    whole, killed, case, _, resumed_step, _ = runs
     assert resumed_step == case.resumed_step  # killed where the case says
     expected, got = checkpoint(whole.folder)["state_dict"], checkpoint(killed.folder)["state_dict"]
     assert expected.keys() == got.keys()
@@ -207,8 +210,9 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(runs):
 
 
 def test_killed_and_resumed_run_logs_the_same_metrics_once(runs):
-    *trained, case, experiment, _ = runs
+    *trained, case, experiment, _, counted = runs
     reports = [json.loads((run.folder / "report.json").read_text()) for run in trained]
+    assert reports[1]["train_seconds"] > counted > 0  # the killed processes' time counts too
     pairs = zip(trained, reports, strict=True)
     expected, got = (metric_points(run.client, report["run_id"]) for run, report in pairs)
     assert expected.keys() == got.keys() and case.monitor in expected and "train/loss" in expected

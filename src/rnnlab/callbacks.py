@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -37,6 +39,40 @@ class EpochThroughput(L.Callback):
         training_s = max(self.last_batch_end - self.start, 1e-9)
         pl_module.log("train/epoch_s", time.perf_counter() - self.start, sync_dist=True)  # ranks: mean
         pl_module.log("train/seq_per_s", self.sequences * trainer.world_size / training_s, sync_dist=True)
+
+
+class FitClock(L.Callback):
+    """Wall and CPU seconds of fitting, summed over the processes of a resumed run: every checkpoint holds
+    the totals at its saving, and a process resumed from it counts on from them. Time spent after the last
+    checkpoint of a killed process is not counted: the resumed run trains those steps again, and counts
+    them then."""
+
+    def __init__(self) -> None:
+        self.before = {"seconds": 0.0, "cpu_seconds": 0.0}
+        self.started = (time.perf_counter(), time.process_time())
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = (time.perf_counter(), time.process_time())
+
+    def state_dict(self) -> dict[str, float]:
+        wall, cpu = self.started
+        return {
+            "seconds": self.before["seconds"] + time.perf_counter() - wall,
+            "cpu_seconds": self.before["cpu_seconds"] + time.process_time() - cpu,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.before = {key: float(state_dict.get(key, 0.0)) for key in self.before}
+
+
+def fit_seconds_before(checkpoint: Path | None) -> dict[str, float]:
+    """The fitting seconds (`seconds`, `cpu_seconds`) before `checkpoint` was saved: what a run resumed from
+    it adds its own to. Zeros when not resuming, or for a checkpoint written before `FitClock` existed."""
+    if checkpoint is None:
+        return {"seconds": 0.0, "cpu_seconds": 0.0}
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks", {})
+    state = saved.get(FitClock.__qualname__, {})
+    return {key: float(state.get(key, 0.0)) for key in ("seconds", "cpu_seconds")}
 
 
 class EmbeddingFreeze(L.Callback):

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
-from rnnlab.callbacks import RUN_ID_KEY, EpochProgressBar, EpochThroughput, RunIdInCheckpoint
+from rnnlab.callbacks import RUN_ID_KEY, EpochProgressBar, EpochThroughput, FitClock, RunIdInCheckpoint
 from rnnlab.diagnostics.callbacks import ClippingMonitor, RecurrentWeightMonitor
 from rnnlab.errors import ConfigError
 from rnnlab.resume import ExactResume, StepCheckpoint
@@ -38,8 +38,8 @@ def build_callbacks(
 ) -> list:
     """Best (by `monitor`, `mode` min|max) and last checkpoints (no `=` or `/` in names; `last.ckpt` also
     every `checkpoint_every_n_steps` steps, 0: epoch ends only) with what exact resume needs, early stop,
-    LR monitor, throughput, progress bar, and the task-independent diagnostics (recurrent weight spectra,
-    gradient clipping) written to `diagnostics_dir`."""
+    LR monitor, throughput, the fit time summed over resumes, progress bar, and the task-independent
+    diagnostics (recurrent weight spectra, gradient clipping) written to `diagnostics_dir`."""
     if not isinstance(checkpoint_every_n_steps, int) or checkpoint_every_n_steps < 0:
         raise ConfigError(
             f"train.checkpoint_every_n_steps={checkpoint_every_n_steps!r} must be an integer >= 0"
@@ -58,6 +58,7 @@ def build_callbacks(
         ExactResume(),
         LearningRateMonitor(logging_interval="epoch"),
         EpochThroughput(),
+        FitClock(),
         RunIdInCheckpoint(),
         EpochProgressBar(refresh_rate=20),
         RecurrentWeightMonitor(diagnostics_dir),
