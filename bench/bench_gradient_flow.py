@@ -47,11 +47,16 @@ def labelled_checkpoints(args: argparse.Namespace) -> dict[str, Path]:
     if not args.checkpoint:
         if args.models is None:
             raise SystemExit("give --models or at least one --checkpoint LABEL=PATH")
-        return {cell: args.models / cell / "checkpoints" / "best.ckpt" for cell in args.cells.split(",")}
-    pairs = [entry.partition("=") for entry in args.checkpoint]
+        best = "checkpoints/best.ckpt"
+        pairs = [(cell, "=", str(args.models / cell / best)) for cell in args.cells.split(",")]
+    else:
+        pairs = [entry.partition("=") for entry in args.checkpoint]
     bad = [label for label, sep, path in pairs if not (label and sep and path)]
     if bad:
         raise SystemExit(f"--checkpoint wants LABEL=PATH, got: {', '.join(args.checkpoint)}")
+    missing = [path for _, _, path in pairs if not Path(path).is_file()]
+    if missing:
+        raise SystemExit(f"no checkpoint at: {', '.join(missing)} (a LABEL holds no '=')")
     return {label: Path(path) for label, _, path in pairs}
 
 
@@ -102,8 +107,9 @@ def main() -> None:
         + (f" ({batch.note})" if batch.note else "")
     )
     print("log10 of ||dL/dh_t|| at distance d over d=0 (first layer, forward); W_hh spectral radius per gate")
-    header = f"{'model':14} {'state':8} {'d=50':>6} {'d=100':>6} {f'd={batch.steps - 1}':>6}  spectral radius"
-    print(header)
+    width = max(8, *map(len, checkpoints))
+    distances = f"{'d=50':>6} {'d=100':>6} {f'd={batch.steps - 1}':>6}"
+    print(f"{'model':{width}} {'state':8} {distances}  spectral radius")
     curves, inits = {}, {}
     for label, path in checkpoints.items():
         started = time.perf_counter()
@@ -122,8 +128,8 @@ def main() -> None:
                 for gate, value in spectra.items()
                 if gate.startswith("layer0.forward")
             )
-            print(f"{label:14} {state:8} " + " ".join(log10(r) for r in ratios.values()) + f"  {radii}")
-        print(f"{'':14} ({time.perf_counter() - started:.1f} s)")
+            print(f"{label:{width}} {state:8} " + " ".join(log10(r) for r in ratios.values()) + f"  {radii}")
+        print(f"{'':{width}} ({time.perf_counter() - started:.1f} s)")
     if args.plot:
         plot(curves, inits, args.plot)
         print(f"plot: {args.plot}")
