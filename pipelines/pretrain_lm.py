@@ -13,7 +13,6 @@ Trains in `<paths.runs_dir>/pretrain-lm/<cell>/` (what `ckpt_path=last` resumes)
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     import lightning as L
 
     from rnnlab import run_logger, tracking
-    from rnnlab.callbacks import fit_seconds_before
+    from rnnlab.callbacks import FitClock
     from rnnlab.data.vocab import Vocabulary
     from rnnlab.models.build import encoder_args
     from rnnlab.pretraining.lm_data import read_language_model_data
@@ -144,10 +143,10 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     limits = {f"limit_{split}_batches": settings[f"limit_{split}_batches"] for split in ("train", "val")}
     trainer = build_trainer({**trainer_cfg, **limits, "max_epochs": settings["epochs"]}, callbacks, logger)
     logger.follow(trainer)
-    before, started, cpu_started = fit_seconds_before(resume), time.perf_counter(), time.process_time()
+    clock = FitClock.since(resume)
     trainer.fit(model, datamodule=data, ckpt_path=resume)
-    seconds = before["seconds"] + time.perf_counter() - started  # a resumed run: all its processes' fitting
-    cpu_seconds = before["cpu_seconds"] + time.process_time() - cpu_started
+    totals = clock.state_dict()  # a resumed run: all its processes' fitting
+    seconds, cpu_seconds = totals["seconds"], totals["cpu_seconds"]
     if not trainer.is_global_zero:
         return
     best_path = Path(trainer.checkpoint_callback.best_model_path)

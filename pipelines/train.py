@@ -9,7 +9,6 @@ DVC runs it as `train@<model>` on the task's params.yaml (dvc.yaml, pipelines/<t
 stage writes the DVC outputs; other runs keep theirs in runs/<task>/<cell>/<run>/ (rnnlab.run_dirs).
 """
 
-import time
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +17,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import history, run_dirs, run_logger, tracking
-from rnnlab.callbacks import fit_seconds_before
+from rnnlab.callbacks import FitClock
 from rnnlab.config import model_config, project_root, section
 from rnnlab.io import atomic_file, write_json
 from rnnlab.models.summary import model_summary
@@ -69,11 +68,11 @@ def main(cfg: DictConfig) -> float:
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
     logger.follow(trainer)
     record_run_setup(logger, cfg, model_cfg, built, data, trainer, digest, resumed=resume is not None)
-    before, started = fit_seconds_before(resume)["seconds"], time.perf_counter()
+    clock = FitClock.since(resume)
     sampling = (cfg.logger.system_metrics, cfg.logger.system_metrics_s)
     with run_logger.system_metrics(logger.run_id, uri, *sampling):
         trainer.fit(model, datamodule=data, ckpt_path=resume)
-    train_seconds = before + time.perf_counter() - started  # a resumed run: all its processes' fitting
+    train_seconds = clock.state_dict()["seconds"]  # a resumed run: all its processes' fitting
     # trainer.test() below resets callback_metrics: read the training throughput now.
     train_seq_per_s = float(trainer.callback_metrics.get("train/seq_per_s", torch.nan))
     best_path = Path(trainer.checkpoint_callback.best_model_path)

@@ -17,7 +17,7 @@ import mlflow
 import pytest
 import torch
 
-from rnnlab.callbacks import fit_seconds_before
+from rnnlab.callbacks import FitClock
 from rnnlab.resume import MID_EPOCH_WARNING
 from rnnlab.tasks.charlm.corpus import prepare_corpus
 from synthetic import (
@@ -180,7 +180,9 @@ def runs(request, tmp_path_factory, project_root, prepared):
                 assert not steps or MID_EPOCH_WARNING[:40] not in stderr  # the data's position is restored
                 (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
                 steps.append(checkpoint(last.parents[1])["global_step"])
-            counted = fit_seconds_before(last)["seconds"]  # by the killed processes, up to their checkpoints
+            counted = FitClock.since(last).before[
+                "seconds"
+            ]  # by the killed processes, up to their checkpoints
             run_train(project_root, resume)
         except BaseException:
             whole.kill()

@@ -45,16 +45,28 @@ class FitClock(L.Callback):
     """Wall and CPU seconds of fitting, summed over the processes of a resumed run: every checkpoint holds
     the totals at its saving, and a process resumed from it counts on from them. Time spent after the last
     checkpoint of a killed process is not counted: the resumed run trains those steps again, and counts
-    them then."""
+    them then. The stages read their totals from a clock of their own (`since`): under `ddp_spawn` the
+    trainer's callbacks run in other processes."""
 
     def __init__(self) -> None:
         self.before = {"seconds": 0.0, "cpu_seconds": 0.0}
         self.started = (time.perf_counter(), time.process_time())
 
+    @classmethod
+    def since(cls, checkpoint: Path | None) -> FitClock:
+        """A clock started now that counts on from `checkpoint`'s totals (none: from zero; a checkpoint
+        written before `FitClock` existed holds none either)."""
+        clock = cls()
+        if checkpoint is not None:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks", {})
+            clock.load_state_dict(saved.get(cls.__qualname__, {}))
+        return clock
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = (time.perf_counter(), time.process_time())
 
     def state_dict(self) -> dict[str, float]:
+        """The totals so far: the seconds before this process's start, and its own since."""
         wall, cpu = self.started
         return {
             "seconds": self.before["seconds"] + time.perf_counter() - wall,
@@ -63,16 +75,6 @@ class FitClock(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, float]) -> None:
         self.before = {key: float(state_dict.get(key, 0.0)) for key in self.before}
-
-
-def fit_seconds_before(checkpoint: Path | None) -> dict[str, float]:
-    """The fitting seconds (`seconds`, `cpu_seconds`) before `checkpoint` was saved: what a run resumed from
-    it adds its own to. Zeros when not resuming, or for a checkpoint written before `FitClock` existed."""
-    if checkpoint is None:
-        return {"seconds": 0.0, "cpu_seconds": 0.0}
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks", {})
-    state = saved.get(FitClock.__qualname__, {})
-    return {key: float(state.get(key, 0.0)) for key in ("seconds", "cpu_seconds")}
 
 
 class EmbeddingFreeze(L.Callback):
