@@ -159,7 +159,8 @@ def rnnlab_train(
         f"trainer.max_epochs={epochs}", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
         f"trainer.limit_train_batches={batches or 1.0}", "trainer.accelerator=cpu",
         f"trainer.precision={PRECISIONS[precision]}",
-        "train.adversarial=none",  # the tutorial's plain objective (the IMDB default adds AT)
+        "train.adversarial=none",  # the tutorial's plain objective
+        "model.init_from=none",  # the tutorial's randomly initialised embedding (the IMDB default: word2vec)
     ]  # fmt: skip
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides)

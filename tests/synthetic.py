@@ -111,6 +111,7 @@ def tiny_overrides(work: Path, encoded: Path, prepared: Path, uri: str) -> list[
         "trainer.enable_progress_bar=false",
         "model.hidden_size=8",
         "model.embedding_dim=8",
+        "model.init_from=none",  # the synthetic data has no pretrain stage's word vectors
         "data.loader.batch_size=8",
         "optim.lr=0.03",  # learns the synthetic task within two epochs
     ]
@@ -125,7 +126,12 @@ def run_folders(work: Path, cell: str) -> list[Path]:
 
 def stage_overrides(cell: str) -> list[str]:
     """Run pipelines/train.py as the DVC stage train@<cell> does, on the tiny settings of `tiny_overrides`."""
-    return [f"+model_key={cell}", f"models.{cell}.hidden_size=8", f"models.{cell}.embedding_dim=8"]
+    return [
+        f"+model_key={cell}",
+        f"models.{cell}.hidden_size=8",
+        f"models.{cell}.embedding_dim=8",
+        f"models.{cell}.init_from=none",
+    ]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

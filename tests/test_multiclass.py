@@ -46,7 +46,7 @@ def pipeline(tmp_path_factory, project_root):
     stage_args = {"train": ["+model_key=gru", "models.gru.hidden_size=16"]}  # as the DVC stage train@gru
     outputs = {
         stage: run_stage(project_root, stage, [*args, *stage_args.get(stage, [])]).stdout
-        for stage in ("download", "prepare", "encode", "train", "evaluate", "export")
+        for stage in ("download", "prepare", "encode", "pretrain", "train", "evaluate", "export")
     }
     outputs["register"] = run_stage(project_root, "register", args).stdout
     return work, uri, outputs

@@ -187,7 +187,7 @@ def test_word2vec_init_puts_the_vectors_in_every_cells_embedding(work):
         assert torch.equal(rows, torch.from_numpy(np.stack([vectors[token] for token in known]))), cell
         assert not weight[0].any() and built.metrics == {"embeddings/pretrained_coverage": 1.0}
         assert built.links == {"pretrain_run_id": run_id} and run_id in built.note
-        fresh = classification.build_model(cfg, section(cfg, f"models.{cell}"), data)
+        fresh = classification.build_model(cfg, {**section(cfg, f"models.{cell}"), "init_from": "none"}, data)
         assert not torch.equal(fresh.model.encoder.embedding.weight[2:], weight[2:]) and not fresh.links
 
 

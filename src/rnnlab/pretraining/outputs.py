@@ -93,7 +93,7 @@ def how_to_make(method: str, cell: str | None) -> str:
     if method == WORD2VEC:
         return (
             "the pretrain stage's vectors; run `dvc repro pretrain` (or `python pipelines/pretrain.py` with "
-            "the same overrides)"
+            "the same overrides), or train from random weights with model.init_from=none"
         )
     return (
         f"the {cell} cell's language model, which stage pretrain_lm@{cell} trains when "
