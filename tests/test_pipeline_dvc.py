@@ -147,9 +147,13 @@ def test_pipeline_runs_in_mlflow_are_what_they_trained(smoke_pipeline, mini_arch
     assert len(runs) == 4 and set(by_cell) == set(CELLS)
     logged = client.search_logged_models([experiment])
     models = {m.source_run_id: m for m in logged if m.name.startswith("imdb-")}
+    # the default: every cell starts from the word vectors this pipeline's pretrain stage learnt, linked
+    pretrain_run = json.loads((work / "reports/imdb/pretrain/word2vec.json").read_text())["run_id"]
     for cell, run_ in by_cell.items():
         params, tags, run_id = run_.data.params, run_.data.tags, run_.info.run_id
         assert tags["rnnlab.stage"] == f"train@{cell}"
+        assert params["model/init_from"] == "word2vec" and params["pretrain_run_id"] == pretrain_run, cell
+        assert run_.data.metrics["embeddings/pretrained_coverage"] == 1.0, cell
         assert params["model/cell"] == cell.removeprefix("bi") and params["model/name"] == cell
         assert params["model/bidirectional"] == str(cell == "bilstm")
         assert params["model/hidden_size"] == HIDDEN[cell]
