@@ -88,12 +88,14 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
         build_trainer,
         checkpoint_run_id,
         epochs_completed,
+        read_checkpoint,
         set_threads,
     )
 
     cell, settings = model_cfg["name"], section(cfg, f"pretrain.{LM}")
     scratch = resolve_path(cfg.paths.runs_dir) / "pretrain-lm" / cell
     resume = resume_checkpoint(cfg.ckpt_path, scratch / "checkpoints" / "last.ckpt")
+    resumed_from = read_checkpoint(resume)
     if resume is None:
         shutil.rmtree(scratch, ignore_errors=True)
     set_threads(cfg.train.threads)
@@ -121,7 +123,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
         uri=tracking.tracking_uri(cfg.logger.tracking_uri, root),
         root=root,
         tags={"git_commit": tracking.git_commit(root), "pretrain": LM, "pretrain_cell": cell},
-        run_id=checkpoint_run_id(resume) if resume else None,
+        run_id=checkpoint_run_id(resumed_from),
     )
     if resume:
         log_once(logger)
@@ -143,7 +145,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     limits = {f"limit_{split}_batches": settings[f"limit_{split}_batches"] for split in ("train", "val")}
     trainer = build_trainer({**trainer_cfg, **limits, "max_epochs": settings["epochs"]}, callbacks, logger)
     logger.follow(trainer)
-    clock = FitClock.since(resume)
+    clock = FitClock.since(resumed_from)
     trainer.fit(model, datamodule=data, ckpt_path=resume)
     totals = clock.state_dict()  # a resumed run: all its processes' fitting
     seconds, cpu_seconds = totals["seconds"], totals["cpu_seconds"]

@@ -24,7 +24,14 @@ from rnnlab.models.summary import model_summary
 from rnnlab.resume import log_once
 from rnnlab.stage import entry_point, summary
 from rnnlab.tasks import Built, task_module
-from rnnlab.training import build_callbacks, build_trainer, checkpoint_run_id, epochs_completed, set_threads
+from rnnlab.training import (
+    build_callbacks,
+    build_trainer,
+    checkpoint_run_id,
+    epochs_completed,
+    read_checkpoint,
+    set_threads,
+)
 
 
 @entry_point(trainer=True)
@@ -39,6 +46,7 @@ def main(cfg: DictConfig) -> float:
     model = built.model
     dirs = run_dirs.run_dirs(cfg, model_cfg["name"])
     resume = dirs.resume
+    resumed_from = read_checkpoint(resume)
     digest = tracking.data_fingerprint(task.data_dir(cfg))
     uri = tracking.tracking_uri(cfg.logger.tracking_uri, root)
     logger = run_logger.make_logger(
@@ -52,7 +60,7 @@ def main(cfg: DictConfig) -> float:
             "model": model_cfg["name"],
             "cell": model_cfg["cell"],
         },
-        run_id=checkpoint_run_id(resume) if resume else None,
+        run_id=checkpoint_run_id(resumed_from),
     )
     if resume:
         log_once(logger)
@@ -68,7 +76,7 @@ def main(cfg: DictConfig) -> float:
     trainer = build_trainer(section(cfg, "trainer"), callbacks, logger)
     logger.follow(trainer)
     record_run_setup(logger, cfg, model_cfg, built, data, trainer, digest, resumed=resume is not None)
-    clock = FitClock.since(resume)
+    clock = FitClock.since(resumed_from)
     sampling = (cfg.logger.system_metrics, cfg.logger.system_metrics_s)
     with run_logger.system_metrics(logger.run_id, uri, *sampling):
         trainer.fit(model, datamodule=data, ckpt_path=resume)

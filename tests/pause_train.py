@@ -5,11 +5,14 @@ that tests/test_resume.py can SIGKILL (or SIGINT) the training process at that v
 
 Points: `step:<n>` after optimizer step n (before that step's checkpoint), `validation:<epoch>` during that
 epoch's validation, `epoch_start:<epoch>` when that epoch starts (after the previous epoch's checkpoint).
+SIGUSR1 prints every thread's stack to stderr (what a test shows when the process does not end).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import runpy
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +44,7 @@ class PauseAt(L.Callback):
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     point, marker, *overrides = sys.argv[1:]
     build_callbacks = rnnlab.training.build_callbacks
     pause = PauseAt(point, Path(marker))

@@ -110,7 +110,15 @@ def paused(project_root: Path, point: str, args: list[str], marker: Path, sig: i
         assert time.monotonic() < deadline, f"never reached {point}"
         time.sleep(0.1)
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # show where it hangs: every thread's stack (tests/pause_train.py)
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        process.kill()
+        raise AssertionError(
+            f"still running 120 s after {sig!r} at {point}:\n{process.communicate()[1]}"
+        ) from None
     assert process.returncode != 0
     return stderr
 
@@ -180,9 +188,8 @@ def runs(request, tmp_path_factory, project_root, prepared):
                 assert not steps or MID_EPOCH_WARNING[:40] not in stderr  # the data's position is restored
                 (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
                 steps.append(checkpoint(last.parents[1])["global_step"])
-            counted = FitClock.since(last).before[
-                "seconds"
-            ]  # by the killed processes, up to their checkpoints
+            # by the killed processes, up to their checkpoints
+            counted = FitClock.since(checkpoint(last.parents[1])).before["seconds"]
             run_train(project_root, resume)
         except BaseException:
             whole.kill()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
@@ -53,13 +51,12 @@ class FitClock(L.Callback):
         self.started = (time.perf_counter(), time.process_time())
 
     @classmethod
-    def since(cls, checkpoint: Path | None) -> FitClock:
-        """A clock started now that counts on from `checkpoint`'s totals (none: from zero; a checkpoint
-        written before `FitClock` existed holds none either)."""
+    def since(cls, checkpoint: dict | None) -> FitClock:
+        """A clock started now that counts on from a loaded checkpoint's totals (none: from zero; a
+        checkpoint written before `FitClock` existed holds none either)."""
         clock = cls()
         if checkpoint is not None:
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("callbacks", {})
-            clock.load_state_dict(saved.get(cls.__qualname__, {}))
+            clock.load_state_dict(checkpoint.get("callbacks", {}).get(cls.__qualname__, {}))
         return clock
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -79,9 +79,15 @@ def build_trainer(trainer_cfg: dict[str, Any], callbacks: list, logger: Any) -> 
     return L.Trainer(**trainer_cfg, callbacks=callbacks, logger=logger)
 
 
-def checkpoint_run_id(path: Path) -> str | None:
-    """The MLflow run a checkpoint was written by (None for checkpoints from elsewhere)."""
-    return torch.load(path, map_location="cpu", weights_only=False).get(RUN_ID_KEY)
+def read_checkpoint(path: Path | None) -> dict | None:
+    """A checkpoint's contents on the CPU (None without a path): a resumed run reads it once for its run id
+    and fit clock, and Lightning once more to restore the state."""
+    return None if path is None else torch.load(path, map_location="cpu", weights_only=False)
+
+
+def checkpoint_run_id(checkpoint: dict | None) -> str | None:
+    """The MLflow run a loaded checkpoint was written by (None without one, or for one from elsewhere)."""
+    return None if checkpoint is None else checkpoint.get(RUN_ID_KEY)
 
 
 def epochs_completed(checkpoint_dir: Path) -> int:
