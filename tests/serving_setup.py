@@ -71,7 +71,7 @@ def run_script(project_root: Path, args: list[str], env: dict | None = None, exp
 
 
 @pytest.fixture(scope="session")
-def stages(tmp_path_factory, project_root) -> Path:
+def serving_stages(tmp_path_factory, project_root) -> Path:
     """The real prepare and encode stages on a handful of raw reviews (max_len 8, post-padding)."""
     work = tmp_path_factory.mktemp("stages")
     raw = work / "raw"
@@ -111,23 +111,23 @@ def stages(tmp_path_factory, project_root) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(stages) -> SequenceClassifier:
+def tiny_model(serving_stages) -> SequenceClassifier:
     """A random tiny GRU over the stages' vocabulary (random weights still make every text count)."""
-    vocab_size = json.loads((stages / "encoded" / "meta.json").read_text())["vocab_size"]
+    vocab_size = json.loads((serving_stages / "encoded" / "meta.json").read_text())["vocab_size"]
     torch.manual_seed(0)
     return SequenceClassifier(vocab_size, 2, {"cell": "gru", "hidden_size": 8, "embedding_dim": 8}).eval()
 
 
 @pytest.fixture(scope="session")
-def files(stages, tiny_model) -> dict[str, Path]:
+def files(serving_stages, tiny_model) -> dict[str, Path]:
     """The tiny model exported by rnnlab.tasks.classification.onnx_export, with the stages' vocabulary and
     meta.json."""
-    (stages / "export").mkdir()
-    export_onnx(tiny_model, stages / "export" / "model.onnx")
+    (serving_stages / "export").mkdir()
+    export_onnx(tiny_model, serving_stages / "export" / "model.onnx")
     return {
-        "model": stages / "export" / "model.onnx",
-        "vocab": stages / "prepared" / "vocab.json",
-        "meta": stages / "encoded" / "meta.json",
+        "model": serving_stages / "export" / "model.onnx",
+        "vocab": serving_stages / "prepared" / "vocab.json",
+        "meta": serving_stages / "encoded" / "meta.json",
     }
 
 

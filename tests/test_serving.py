@@ -34,17 +34,19 @@ from serving_setup import (
     run_script,
 )
 
-pytest_plugins = ["serving_setup"]  # the fixtures stages, tiny_model, files, onnx_model, registered
+pytest_plugins = ["serving_setup"]  # the fixtures serving_stages, tiny_model, files, onnx_model, registered
 
 
 # ------------------------------------------------------------------------------------------------------------
 # TextEncoder and OnnxSentimentModel
 
 
-def test_encoder_reproduces_the_encode_stage(stages):
-    encoder = TextEncoder.from_files(stages / "prepared" / "vocab.json", stages / "encoded" / "meta.json")
+def test_encoder_reproduces_the_encode_stage(serving_stages):
+    encoder = TextEncoder.from_files(
+        serving_stages / "prepared" / "vocab.json", serving_stages / "encoded" / "meta.json"
+    )
     ids, lengths = encoder.encode(REVIEWS)
-    stage = EncodedSplit.load(stages / "encoded" / "test")
+    stage = EncodedSplit.load(serving_stages / "encoded" / "test")
     assert ids.dtype == lengths.dtype == np.int64 and ids.shape == (len(REVIEWS), MAX_LEN)
     assert np.array_equal(ids, stage.ids) and np.array_equal(lengths, stage.lengths)
     assert lengths[2] == lengths[3] == 0  # an empty and a blank review
@@ -52,12 +54,13 @@ def test_encoder_reproduces_the_encode_stage(stages):
     assert encoder.label_names == ("neg", "pos")
 
 
-def test_encoder_post_pads_for_a_pre_padded_encoding(stages, tmp_path):
-    meta = json.loads((stages / "encoded" / "meta.json").read_text())
+def test_encoder_post_pads_for_a_pre_padded_encoding(serving_stages, tmp_path):
+    meta = json.loads((serving_stages / "encoded" / "meta.json").read_text())
     write_json(tmp_path / "meta.json", {**meta, "padding": "pre", "truncating": "post"})
-    encoder = TextEncoder.from_files(stages / "prepared" / "vocab.json", tmp_path / "meta.json")
+    encoder = TextEncoder.from_files(serving_stages / "prepared" / "vocab.json", tmp_path / "meta.json")
     ids, lengths = encoder.encode(REVIEWS)
-    flat, offsets = ragged_ids(read_split_table(stages / "prepared", "test"))  # what the encode stage pads
+    # what the encode stage pads
+    flat, offsets = ragged_ids(read_split_table(serving_stages / "prepared", "test"))
     pre_ids, pre_lengths = pad_and_truncate(flat, offsets, MAX_LEN, "pre", "post")
     assert np.array_equal(lengths, pre_lengths)
     for row, pre_row, n in zip(ids, pre_ids, lengths, strict=True):
@@ -191,11 +194,15 @@ def test_register_picks_among_the_compared_models_only(tmp_path, project_root):
         stage.best_report(tmp_path, COMPARE, ["bilstm"])
 
 
-def test_register_outputs_follow_the_umask(stages, registered):
+def test_register_outputs_follow_the_umask(serving_stages, registered):
     """Stage outputs renamed into place from temporary files and folders get the umask's modes."""
     umask = current_umask()
-    paths = [registered["root"] / "reports" / "register.json", stages / "prepared", stages / "encoded"]
-    paths += [*(stages / "prepared").iterdir(), *(stages / "encoded").rglob("*")]
+    paths = [
+        registered["root"] / "reports" / "register.json",
+        serving_stages / "prepared",
+        serving_stages / "encoded",
+    ]
+    paths += [*(serving_stages / "prepared").iterdir(), *(serving_stages / "encoded").rglob("*")]
     modes = {path: stat.S_IMODE(path.stat().st_mode) for path in paths}
     assert modes == {path: (0o777 if path.is_dir() else 0o666) & ~umask for path in paths}
 

@@ -29,7 +29,7 @@ from serving_setup import (
 )
 from synthetic import clean_env
 
-pytest_plugins = ["serving_setup"]  # the fixtures stages, tiny_model, files, onnx_model, registered
+pytest_plugins = ["serving_setup"]  # the fixtures serving_stages, tiny_model, files, onnx_model, registered
 
 
 @pytest.fixture(scope="module")
