@@ -43,8 +43,20 @@ class PauseAt(L.Callback):
         self.pause("epoch_start", trainer.current_epoch)
 
 
+def default_ctrl_c() -> None:
+    """Ctrl-C as a terminal user's process gets it: Python's KeyboardInterrupt, not blocked. A test's parent
+    (an xdist worker after some library's in-process work) may pass SIGINT on ignored or blocked, and the
+    SIGINT test would then wait in `pause` for ever; say so on stderr when it did."""
+    inherited = signal.getsignal(signal.SIGINT), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if inherited != (signal.default_int_handler, False):
+        print(f"pause_train: SIGINT inherited as {inherited[0]!r}, blocked={inherited[1]}", file=sys.stderr)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    default_ctrl_c()
     point, marker, *overrides = sys.argv[1:]
     build_callbacks = rnnlab.training.build_callbacks
     pause = PauseAt(point, Path(marker))
