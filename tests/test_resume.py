@@ -187,9 +187,9 @@ def runs(request, tmp_path_factory, project_root, prepared):
                 stderr = paused(project_root, point, resume if steps else args["killed"], marker)
                 assert not steps or MID_EPOCH_WARNING[:40] not in stderr  # the data's position is restored
                 (last,) = (work / "killed" / "runs" / case.cell).glob("*/checkpoints/last.ckpt")
-                steps.append(checkpoint(last.parents[1])["global_step"])
-            # by the killed processes, up to their checkpoints
-            counted = FitClock.since(checkpoint(last.parents[1])).before["seconds"]
+                saved = checkpoint(last.parents[1])
+                steps.append(saved["global_step"])
+            counted = FitClock.since(saved).before["seconds"]  # the killed processes, to their checkpoints
             run_train(project_root, resume)
         except BaseException:
             whole.kill()
