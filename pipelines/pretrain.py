@@ -1,10 +1,13 @@
 """DVC stage `pretrain` (imdb): word vectors for `model.init_from=word2vec`, learnt by gensim's word2vec from
-the training split and the unlabelled reviews (rnnlab.pretraining.corpus: never a validation or test review)
+the training split and the unlabelled reviews (`pretrain.corpus`; rnnlab.pretraining.corpus: never a
+validation or test review)
 in the classifier's tokens and vocabulary; an MLflow run of its own, which the classifier runs starting from
 it name (param and tag `pretrain_run_id`, and a link in their description).
 
     python pipelines/pretrain.py
     python pipelines/pretrain.py pretrain.word2vec.epochs=10
+    python pipelines/pretrain.py 'pretrain.corpus=[train]' paths.pretrain_dir=models/imdb/pretrain-labelled \
+        paths.reports_dir=reports/imdb-labelled   # the labelled reviews alone, beside the pipeline's vectors
 Writes `<paths.pretrain_dir>/word2vec/{vectors.txt,review_ids.txt}` and `<reports_dir>/pretrain/word2vec.json`
 (corpus, vocabulary coverage, time, the MLflow run).
 """
@@ -42,7 +45,7 @@ def main(cfg: DictConfig) -> None:
     settings = section(cfg, f"pretrain.{METHOD}")
     prepared = resolve_path(cfg.paths.prepared_dir)
     tokens = Vocabulary.load(prepared / "vocab.json").tokens
-    corpus = read_corpus(prepared)
+    corpus = read_corpus(prepared, list(cfg.pretrain.corpus))
     started, cpu_started = time.perf_counter(), time.process_time()
     vectors = train_word2vec(corpus, tokens, settings, cfg.seed)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -108,6 +111,7 @@ def log_run(cfg: DictConfig, report: dict, folder: Path) -> dict[str, str]:
     run_id, now = run.info.run_id, int(time.time() * 1000)
     params = {
         **{f"pretrain/{METHOD}/{key}": value for key, value in report["settings"].items()},
+        "pretrain/corpus": ",".join(cfg.pretrain.corpus),
         "seed": report["seed"],
         "data/name": cfg.data.name,
         "vocab_size": vocabulary["tokens"] + len(Vocabulary.SPECIALS),

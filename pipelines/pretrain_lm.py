@@ -102,7 +102,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     L.seed_everything(cfg.seed, workers=True)
     prepared = resolve_path(cfg.paths.prepared_dir)
     vocab_size = len(Vocabulary.load(prepared / "vocab.json"))
-    streams = read_language_model_data(prepared, vocab_size, cfg.seed)
+    streams = read_language_model_data(prepared, vocab_size, cfg.seed, list(cfg.pretrain.corpus))
     data = ReviewStreamData(
         streams.train, streams.val, settings["batch_size"], settings["chunk_len"], model_cfg["bidirectional"]
     )
@@ -128,7 +128,12 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     if resume:
         log_once(logger)
     texts = {**streams.corpus.texts, "val": streams.val_texts}
-    params = {"pretrain": {LM: settings}, "model": model_cfg, "seed": cfg.seed, "vocab_size": vocab_size}
+    params = {
+        "pretrain": {LM: settings, "corpus": ",".join(cfg.pretrain.corpus)},
+        "model": model_cfg,
+        "seed": cfg.seed,
+        "vocab_size": vocab_size,
+    }
     run_logger.log_params(logger, {**params, "data": {"name": cfg.data.name}}, resumed=resume is not None)
     sizes = {"train_tokens": len(streams.train), "val_tokens": len(streams.val)}
     logger.log_metrics({f"pretrain/{key}": n for key, n in {**texts, **sizes}.items()}, step=0)

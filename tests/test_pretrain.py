@@ -125,6 +125,29 @@ def test_only_training_and_unlabelled_reviews_reach_pretraining(work):
     assert report["corpus"]["tokens"] == len(corpus.ids)
 
 
+def test_pretrain_corpus_train_learns_from_the_labelled_training_reviews_alone(work, tmp_path):
+    """`pretrain.corpus=[train]` (pretraining without the unlabelled reviews), into folders of its own: its
+    ids, report and MLflow run name the training split only, and the pipeline's vectors are untouched."""
+    work, overrides = work
+    pipeline_vectors = (work / "models/pretrain/word2vec/vectors.txt").read_bytes()
+    own = [f"paths.models_dir={tmp_path / 'models'}", f"paths.reports_dir={tmp_path / 'reports'}"]
+    stage("pretrain")(composed([*overrides, "pretrain.corpus=[train]", *own]))
+    reached = (tmp_path / "models/pretrain/word2vec/review_ids.txt").read_text(encoding="utf-8").splitlines()
+    assert reached == read_split_table(work / "data/prepared/imdb", "train")["review_id"].to_pylist()
+    report = read_json(tmp_path / "reports/pretrain/word2vec.json")
+    assert report["corpus"]["texts"] == {"train": 900, "total": 900}
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}").get_run(report["run_id"])
+    assert run.data.params["pretrain/corpus"] == "train" and "pretrain/texts_unsup" not in run.data.metrics
+    assert "(train 900; no validation or test text)" in run.data.tags["mlflow.note.content"]
+    assert (work / "models/pretrain/word2vec/vectors.txt").read_bytes() == pipeline_vectors
+
+
+@pytest.mark.parametrize("sources", [("val",), ("train", "test"), ()])
+def test_read_corpus_refuses_any_table_but_train_and_unsup(work, sources):
+    with pytest.raises(ValueError, match="pretraining reads a non-empty selection of"):
+        read_corpus(work[0] / "data/prepared/imdb", sources)
+
+
 def test_the_stage_depends_on_the_training_and_unlabelled_tables_only():
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["pretrain"]["deps"]
     data = sorted(dep for dep in deps if dep.startswith("${paths.prepared_dir}"))
@@ -249,6 +272,13 @@ def test_the_classifier_run_links_to_the_pretraining_run(work, project_root):
             ["task=charlm", "model.init_from=word2vec"],
             "allowed: none (pretrained weights: the imdb task only)",
         ),
+        (
+            ["pretrain.corpus=[train,test]"],
+            "pretrain.corpus=['train', 'test'] is not allowed; allowed: a non-empty list without repeats, "
+            "each one of train, unsup",
+        ),
+        (["pretrain.corpus=[]"], "pretrain.corpus=[] is not allowed"),
+        (["pretrain.corpus=[train,train]"], "without repeats"),
         (["pretrain.word2vec.sg=2"], "pretrain.word2vec.sg=2 is not allowed; allowed: one of 0, 1"),
         (["pretrain.word2vec.epochs=0"], "pretrain.word2vec.epochs=0 is not allowed"),
         (

@@ -126,7 +126,11 @@ def test_the_classifier_run_links_to_the_language_model_run(work, project_root):
     tags = source.data.tags
     assert tags["rnnlab.source"] == "dvc" and tags["rnnlab.stage"] == f"pretrain_lm@{CELL}"
     assert tags["pretrain"] == "lm" and "model" not in tags  # not a cell's run
-    assert source.data.params["pretrain/lm/chunk_len"] == "16" and source.data.params["model/cell"] == CELL
+    assert (
+        source.data.params["pretrain/lm/chunk_len"] == "16"
+        and source.data.params["pretrain/corpus"] == "train,unsup"
+        and source.data.params["model/cell"] == CELL
+    )
     for key in ("train/loss", "val/loss"):
         assert [m.step for m in client.get_metric_history(source.info.run_id, key)] == [1], key
     assert source.data.metrics["pretrain/unsup"] == 200 and "no test text" in tags["mlflow.note.content"]

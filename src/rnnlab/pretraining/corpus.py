@@ -1,9 +1,10 @@
-"""The pretraining corpus: the prepared training split and the unlabelled texts, as token ids (the
-classifier's tokenizer and vocabulary) with their review ids. Only those two tables are opened: no
-validation or test review ever reaches pretraining."""
+"""The pretraining corpus: the prepared training split and the unlabelled texts (`pretrain.corpus`: both, or
+one of them), as token ids (the classifier's tokenizer and vocabulary) with their review ids. Only those two
+tables can be opened: no validation or test review ever reaches pretraining."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 
 from rnnlab.data.store import UNLABELLED, ragged_ids, read_split_table
 
-SOURCES = ("train", UNLABELLED)  # the prepared tables pretraining reads, and no other
+SOURCES = ("train", UNLABELLED)  # the prepared tables pretraining may read (`pretrain.corpus`), and no other
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ class Corpus:
         return len(self.review_ids)
 
 
-def read_corpus(prepared_dir: Path) -> Corpus:
-    """The training split, then the unlabelled texts (none for a source without them), of `prepared_dir`."""
-    tables = {name: read_split_table(prepared_dir, name, ["ids", "review_id"]) for name in SOURCES}
+def read_corpus(prepared_dir: Path, sources: Sequence[str] = SOURCES) -> Corpus:
+    """The texts of `prepared_dir`'s tables `sources` (of SOURCES; the unlabelled table has no rows for a
+    data source without such texts), in that order."""
+    refused = [name for name in sources if name not in SOURCES]
+    if refused or not sources:
+        raise ValueError(f"pretraining reads a non-empty selection of {SOURCES}, not {list(sources)}")
+    tables = {name: read_split_table(prepared_dir, name, ["ids", "review_id"]) for name in sources}
     both = pa.concat_tables(tables.values())
     ids, offsets = ragged_ids(both)
     return Corpus(

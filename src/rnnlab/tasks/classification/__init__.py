@@ -17,6 +17,7 @@ from rnnlab.data.sources import KINDS as SOURCES
 from rnnlab.errors import LayoutError
 from rnnlab.io import write_json
 from rnnlab.models.choices import ADVERSARIAL_MODES, SCHEDULERS
+from rnnlab.pretraining.corpus import SOURCES as CORPUS_SOURCES
 from rnnlab.pretraining.outputs import INIT_FROM, LM, NONE, pretrained_init
 from rnnlab.rules import choice, either, integer, items, nullable, number, passes, refused
 from rnnlab.tasks import Built, Comparison, Evaluated, optim_args
@@ -66,6 +67,7 @@ RULES = {
     "train.adversarial_xi": number(0, open_low=True),
     "model.init_from": choice(INIT_FROM),
     "models.*.init_from": choice(INIT_FROM),
+    "pretrain.corpus": items(choice(CORPUS_SOURCES), unique=True),
     "pretrain.word2vec.vector_size": integer(1),
     "pretrain.word2vec.window": integer(1),
     "pretrain.word2vec.min_count": integer(1),
