@@ -6,16 +6,15 @@
 The stream: IMDB's 25,000 labelled training reviews (an archive or an extracted aclImdb/ folder), tokenized
 with the project's default word tokenizer, a vocabulary of `--max-size` (30,000 with the two specials) and
 `--min-freq` 2 built on them, each review followed by the end-of-review id, in a seeded order
-(rnnlab.pretraining.stream). Per cell (conf/model/<cell>.yaml: sizes and dropouts) and softmax (adaptive:
-`--cutoffs` and `--div-value`, by default the model's; full: one linear layer over all ids, skipped with
-`--no-full`), a fresh `WordLanguageModel` (same seed) trains on the first `--batches` batches of
-`--batch-size` rows x `--chunk-len` tokens in a bare loop: the module's `training_step` (both directions for
-a bidirectional cell; the state carried), backward, `clip_grad_norm_(1.0)`, AdamW step. Each side gets an
-untimed warm-up run; rounds rotate the sides' order; medians over rounds. Tokens/s counts stream tokens (a
-bidirectional cell reads each one twice, once per direction) per wall and per CPU second of the process
-(on a shared machine the CPU seconds are the steadier figure); the projected epochs divide by the latter.
-torch's flush-denormal flag is left off, as in the project's training.
-"""
+(rnnlab.pretraining.stream). Per cell (conf/model/<cell>.yaml: sizes and dropouts; `--model` overrides them)
+and softmax (adaptive: `--cutoffs` and `--div-value`, by default the model's; full: one linear layer over all
+ids, skipped with `--no-full`), a fresh `WordLanguageModel` (same seed) trains on the first `--batches`
+batches of `--batch-size` rows x `--chunk-len` tokens in a bare loop: the module's `training_step` (both
+directions for a bidirectional cell; the state carried), backward, `clip_grad_norm_(1.0)`, AdamW step. Each
+side gets an untimed warm-up run; rounds rotate the sides' order; medians over rounds. Tokens/s counts stream
+tokens (a bidirectional cell reads each one twice, once per direction) per wall and per CPU second of the
+process (on a shared machine the CPU seconds are the steadier figure); the projected epochs divide by the
+latter. torch's flush-denormal flag is left off, as in the project's training."""
 
 from __future__ import annotations
 
@@ -66,10 +65,11 @@ def imdb_stream(
     return stream, len(vocab), facts
 
 
-def model_settings(cell: str) -> tuple[dict, float]:
-    """The encoder settings and head dropout of conf/model/<cell>.yaml."""
+def model_settings(cell: str, overrides: list[str]) -> tuple[dict, float]:
+    """The encoder settings and head dropout of conf/model/<cell>.yaml with Hydra `overrides` (`model.*`)."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        model = OmegaConf.to_container(compose("config", overrides=[f"model={cell}"]).model, resolve=True)
+        composed = compose("config", overrides=[f"model={cell}", *overrides])
+        model = OmegaConf.to_container(composed.model, resolve=True)
     return encoder_args(model), model["head_dropout"]
 
 
@@ -91,7 +91,7 @@ def train(lm: WordLanguageModel, batches: list[dict]) -> tuple[float, float, int
 def measure(cell: str, stream: np.ndarray, vocab_size: int, args: argparse.Namespace) -> dict[str, list]:
     """Per softmax, (tokens per wall second, per CPU second) of each of `--repeats` rounds, after one warm-up
     run each."""
-    encoder, head_dropout = model_settings(cell)
+    encoder, head_dropout = model_settings(cell, args.model)
     val = stream[: 2 * args.batch_size * args.chunk_len]  # not read: the loaders want one
     data = ReviewStreamData(stream, val, args.batch_size, args.chunk_len, reverse=encoder["bidirectional"])
     loader = iter(data.train_dataloader())
@@ -103,6 +103,11 @@ def measure(cell: str, stream: np.ndarray, vocab_size: int, args: argparse.Names
         lm = WordLanguageModel(vocab_size, encoder, cutoffs, args.div_value, head_dropout=head_dropout)
         return train(lm, batches[:count])
 
+    built = WordLanguageModel(vocab_size, encoder, args.cutoffs, args.div_value, head_dropout=head_dropout)
+    sizes = f"embedding {built.config.embedding_dim}, hidden {built.config.hidden_size}"
+    print(
+        f"  {cell:<7} {sizes}, {sum(p.numel() for p in built.parameters()):,} parameters (adaptive softmax)"
+    )
     sides = ["adaptive", "full"] if args.full else ["adaptive"]
     for softmax in sides:
         run(softmax, args.warmup)
@@ -124,6 +129,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--imdb", type=Path, required=True, help="IMDB archive or extracted aclImdb/ folder")
     parser.add_argument("--cells", default="lstm,bilstm", help="conf/model files, comma-separated")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override of the cells' settings, e.g. model.hidden_size=1024 (repeatable)",
+    )
     parser.add_argument("--max-size", type=int, default=30000, help="vocabulary size with the two specials")
     parser.add_argument("--min-freq", type=int, default=2)
     parser.add_argument(
@@ -172,6 +184,8 @@ def main() -> int:
         f"batches : {args.batch_size} rows x {args.chunk_len} tokens, {args.batches} a run, "
         f"{args.repeats} rounds"
     )
+    if args.model:
+        print(f"model   : conf/model/<cell>.yaml with {' '.join(args.model)}")
     results = {cell: measure(cell, stream, vocab_size, args) for cell in args.cells.split(",")}
     measured = args.epoch_reviews * (per_review + 1)  # with the end ids
     print(
