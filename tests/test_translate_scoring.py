@@ -1,4 +1,5 @@
-"""Translation scores: sacrebleu's BLEU checked by hand, BLEU by source length, the MLflow names."""
+"""Translation scores: sacrebleu's BLEU checked by hand, BLEU by source length, the MLflow names, and
+decoding a split (each source sentence translated once)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from rnnlab.tasks.translate.scoring import Decoded, bleu_by_length, corpus_scores, mlflow_metrics
+from rnnlab.tasks.translate.scoring import Decoded, bleu_by_length, corpus_scores, decode, mlflow_metrics
+from rnnlab.tasks.translate.search import Decoding
+from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
+from rnnlab.tasks.translate.text import detokenize
+from rnnlab.tasks.translate.vocab import TranslationVocabulary
 
 
 def test_bleu_of_a_hypothesis_one_word_short_is_the_brevity_penalty():
@@ -47,3 +53,58 @@ def test_bleu_by_length_scores_each_bucket_on_its_own_sentences():
         "test/bleu_len_le5": pytest.approx(100.0),
         "test/bleu_len_6_10": 0.0,
     }
+
+
+class PairsStub:
+    """What `decode` reads of a TranslationDataModule: sequential test batches (row `index`, padded `src`,
+    `src_lengths`), the raw texts, and the two vocabularies."""
+
+    def __init__(self, sources: list[list[int]], batch_size: int) -> None:
+        words = [f"w{i}" for i in range(10)]
+        self.src_vocab = self.tgt_vocab = TranslationVocabulary.from_sentences([words])
+        self.sources, self.batch_size = sources, batch_size
+
+    def texts(self, split: str) -> tuple[list[str], list[str]]:
+        return [f"source {i}" for i in range(len(self.sources))], ["ref"] * len(self.sources)
+
+    def test_dataloader(self):
+        for start in range(0, len(self.sources), self.batch_size):
+            rows = self.sources[start : start + self.batch_size]
+            src = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+            for i, row in enumerate(rows):
+                src[i, : len(row)] = torch.tensor(row)
+            yield {
+                "src": src,
+                "src_lengths": torch.tensor([len(row) for row in rows]),
+                "index": torch.arange(start, start + len(rows)),
+            }
+
+
+def test_decode_translates_each_source_once_and_gives_every_pair_its_translation():
+    torch.manual_seed(0)
+    vocab = len(PairsStub([], 1).src_vocab)
+    encoder = {"cell": "gru", "bidirectional": False, "hidden_size": 16, "embedding_dim": 8}
+    decoder = {"cell": "gru", "hidden_size": 16, "embedding_dim": 8, "attention": "additive"}
+    model = Seq2SeqTranslator(vocab, vocab, encoder, decoder)
+    with torch.no_grad():  # untrained, it would end every translation at once: words until max_len instead
+        model.decoder.output.bias[TranslationVocabulary.EOS] = -50.0
+    a, b, c = [4, 5, 6], [7, 8], [9, 4, 5, 6, 7]
+    data = PairsStub([a, a, b, c, a, b, b], batch_size=3)  # repeats within a batch and across batches
+    calls: list[int] = []
+    translate = model.translate
+
+    def counted(src, src_lengths, *args):
+        calls.append(len(src))
+        return translate(src, src_lengths, *args)
+
+    model.translate = counted
+    decoded = decode(model, data, "test", Decoding(beam_size=3, max_len=6), "fr", keep_attention=5)
+    assert calls == [2, 1]  # a and b in the first batch, c in the second; the third batch is all repeats
+    alone = {}
+    for name, ids in {"a": a, "b": b, "c": c}.items():
+        (hypothesis,) = translate(torch.tensor([ids]), torch.tensor([len(ids)]), 3, 0.6, 6)
+        alone[name] = detokenize(data.tgt_vocab.decode(hypothesis.tokens), "fr")
+    assert len(set(alone.values())) == 3 and decoded.hypotheses == [alone[k] for k in "aabcabb"]
+    assert decoded.source_lengths.tolist() == [3, 3, 2, 5, 3, 2, 2]
+    shown = [data.src_vocab.decode(ids) for name, ids in zip("abc", (a, b, c), strict=True) if alone[name]]
+    assert shown and [words for words, _, _ in decoded.attention] == shown  # first occurrences, in order

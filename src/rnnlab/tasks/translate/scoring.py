@@ -48,24 +48,37 @@ def decode(
     target_language: str,
     keep_attention: int = 0,
 ) -> Decoded:
-    """Translate every pair of `split` ("val" or "test"), detokenized as `target_language`."""
+    """Translate every pair of `split` ("val" or "test"), detokenized as `target_language`. A source sentence
+    is translated once: tatoeba gives many sentences several translations, and a pair whose source ids were
+    already translated gets that translation (decoding does not depend on the batch: the masks keep padding
+    out, `tests/test_translate_model.py`)."""
     loader = data.val_dataloader() if split == "val" else data.test_dataloader()
     sources, references = data.texts(split)
     hypotheses: list[str] = [""] * len(sources)
     lengths = np.zeros(len(sources), dtype=np.int64)
     attention: list[tuple[list[str], list[str], np.ndarray]] = []
+    translated: dict[tuple[int, ...], str] = {}  # source ids -> detokenized translation
     for batch in tqdm(loader, desc=f"translating {split}", unit="batch", leave=False):
-        found = model.translate(
-            batch["src"], batch["src_lengths"], decoding.beam_size, decoding.length_penalty, decoding.max_len
-        )
-        for row, length, ids, hypothesis in zip(
-            batch["index"].tolist(), batch["src_lengths"].tolist(), batch["src"].tolist(), found, strict=True
-        ):
-            words = data.tgt_vocab.decode(hypothesis.tokens)
-            hypotheses[row], lengths[row] = detokenize(words, target_language), length
-            if len(attention) < keep_attention and hypothesis.attention is not None and words:
-                shown = data.src_vocab.decode(ids[:length])
-                attention.append((shown, words, hypothesis.attention.cpu().numpy()))
+        rows, src_lengths = batch["index"].tolist(), batch["src_lengths"].tolist()
+        keys = [tuple(ids[:length]) for ids, length in zip(batch["src"].tolist(), src_lengths, strict=True)]
+        new = [i for i, key in enumerate(keys) if key not in translated and key not in keys[:i]]
+        if new:
+            width = max(src_lengths[i] for i in new)
+            found = model.translate(
+                batch["src"][new, :width],
+                batch["src_lengths"][new],
+                decoding.beam_size,
+                decoding.length_penalty,
+                decoding.max_len,
+            )
+            for i, hypothesis in zip(new, found, strict=True):
+                words = data.tgt_vocab.decode(hypothesis.tokens)
+                translated[keys[i]] = detokenize(words, target_language)
+                if len(attention) < keep_attention and hypothesis.attention is not None and words:
+                    shown = data.src_vocab.decode(keys[i])
+                    attention.append((shown, words, hypothesis.attention.cpu().numpy()))
+        for row, key, length in zip(rows, keys, src_lengths, strict=True):
+            hypotheses[row], lengths[row] = translated[key], length
     return Decoded(list(sources), list(references), hypotheses, lengths, attention)
 
 
