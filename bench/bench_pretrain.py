@@ -97,13 +97,15 @@ def measure(cell: str, stream: np.ndarray, vocab_size: int, args: argparse.Names
     loader = iter(data.train_dataloader())
     batches = [next(loader) for _ in range(args.batches)]
 
-    def run(softmax: str, count: int) -> tuple[float, float, int]:
+    def build(softmax: str) -> WordLanguageModel:
         torch.manual_seed(0)
         cutoffs = args.cutoffs if softmax == "adaptive" else ()
-        lm = WordLanguageModel(vocab_size, encoder, cutoffs, args.div_value, head_dropout=head_dropout)
-        return train(lm, batches[:count])
+        return WordLanguageModel(vocab_size, encoder, cutoffs, args.div_value, head_dropout=head_dropout)
 
-    built = WordLanguageModel(vocab_size, encoder, args.cutoffs, args.div_value, head_dropout=head_dropout)
+    def run(softmax: str, count: int) -> tuple[float, float, int]:
+        return train(build(softmax), batches[:count])
+
+    built = build("adaptive")
     sizes = f"embedding {built.config.embedding_dim}, hidden {built.config.hidden_size}"
     print(
         f"  {cell:<7} {sizes}, {sum(p.numel() for p in built.parameters()):,} parameters (adaptive softmax)"

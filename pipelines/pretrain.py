@@ -1,8 +1,7 @@
 """DVC stage `pretrain` (imdb): word vectors for `model.init_from=word2vec`, learnt by gensim's word2vec from
 the training split and the unlabelled reviews (`pretrain.corpus`; rnnlab.pretraining.corpus: never a
-validation or test review)
-in the classifier's tokens and vocabulary; an MLflow run of its own, which the classifier runs starting from
-it name (param and tag `pretrain_run_id`, and a link in their description).
+validation or test review) in the classifier's tokens and vocabulary; an MLflow run of its own, which the
+classifier runs starting from it name (param and tag `pretrain_run_id`, and a link in their description).
 
     python pipelines/pretrain.py
     python pipelines/pretrain.py pretrain.word2vec.epochs=10

@@ -61,7 +61,11 @@ def decode(
     for batch in tqdm(loader, desc=f"translating {split}", unit="batch", leave=False):
         rows, src_lengths = batch["index"].tolist(), batch["src_lengths"].tolist()
         keys = [tuple(ids[:length]) for ids, length in zip(batch["src"].tolist(), src_lengths, strict=True)]
-        new = [i for i, key in enumerate(keys) if key not in translated and key not in keys[:i]]
+        first: dict[tuple[int, ...], int] = {}  # an untranslated source -> its first row in the batch
+        for i, key in enumerate(keys):
+            if key not in translated:
+                first.setdefault(key, i)
+        new = list(first.values())
         if new:
             width = max(src_lengths[i] for i in new)
             found = model.translate(
