@@ -102,7 +102,7 @@ def greedy(
     scores = torch.zeros(batch, device=tokens.device)
     chosen, weights = [], []
     for _ in range(max_len):
-        out, state, attention = decoder.step(tokens, state, memory)
+        out, state, attention = decoder.step(decoder.embed(tokens), state, memory)
         best, tokens = next_log_probs(decoder, out, ids).max(dim=-1)
         scores += best.masked_fill(finished, 0.0)
         chosen.append(tokens)
@@ -138,7 +138,7 @@ def beam_search(
     attention_history: torch.Tensor | None = None
     offsets = (torch.arange(batch, device=device) * beams).unsqueeze(1)
     for step in range(max_len):
-        out, state, attention = decoder.step(tokens, state, memory)
+        out, state, attention = decoder.step(decoder.embed(tokens), state, memory)
         logp = next_log_probs(decoder, out, ids).view(batch, beams, -1)
         vocab = logp.size(-1)
         ended = torch.full_like(logp[0, 0], float("-inf"))

@@ -80,9 +80,10 @@ class Seq2SeqTranslator(RecurrentTaskModule):
     def teacher_forced(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """The decoder's attentional vectors [B, T-1, H] for tgt[:, 1:], reading the reference tokens."""
         memory, state = self.encode(src, src_lengths)
+        inputs = self.decoder.embed(tgt[:, :-1])
         outputs = []
-        for t in range(tgt.size(1) - 1):
-            out, state, _ = self.decoder.step(tgt[:, t], state, memory)
+        for t in range(inputs.size(1)):
+            out, state, _ = self.decoder.step(inputs[:, t], state, memory)
             outputs.append(out)
         return torch.stack(outputs, dim=1)
 
@@ -97,7 +98,7 @@ class Seq2SeqTranslator(RecurrentTaskModule):
         inputs = tgt[:, :-1]
         logits, tokens = [], inputs[:, 0]
         for t in range(inputs.size(1)):
-            out, state, _ = self.decoder.step(tokens, state, memory)
+            out, state, _ = self.decoder.step(self.decoder.embed(tokens), state, memory)
             logits.append(self.decoder.project(out))
             if t + 1 < inputs.size(1):
                 reference = torch.rand(tokens.size(0), device=tokens.device) < teacher_forcing
