@@ -26,3 +26,22 @@ def test_bf16_autocast_on_the_cpu_learns_and_keeps_float32_weights(tmp_path, pro
     weights = torch.load(folder / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     floats = {tensor.dtype for tensor in weights["state_dict"].values() if tensor.is_floating_point()}
     assert floats == {torch.float32}
+
+
+def fused_flags(folder) -> set:
+    """The `fused` flag of every parameter group of the optimizer the run's last checkpoint saved."""
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {group["fused"] for state in checkpoint["optimizer_states"] for group in state["param_groups"]}
+
+
+def test_adamw_is_fused_in_float32_and_not_under_mixed_precision(tmp_path, project_root, data):
+    """AdamW's fused kernel (rnnlab.models.base) in a float32 run; the per-tensor one under bf16-mixed, whose
+    gradient clipping Lightning refuses for an optimizer that unscales its own gradients."""
+    encoded, prepared = data
+    for precision, fused in (("32-true", {True}), ("bf16-mixed", {None, False})):
+        out = tmp_path / precision
+        uri = f"sqlite:///{out / 'mlflow.db'}"
+        overrides = [*tiny_overrides(out, encoded, prepared, uri), "model=gru", "trainer.max_epochs=1"]
+        run_train(project_root, [*overrides, f"trainer.precision={precision}"])
+        (folder,) = run_folders(out, "gru")
+        assert fused_flags(folder) <= fused and fused_flags(folder), precision
