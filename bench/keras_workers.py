@@ -150,7 +150,7 @@ def rnnlab_train(
 
     from rnnlab.config import model_config, section
     from rnnlab.tasks import task_module
-    from rnnlab.training import build_callbacks, build_trainer, set_threads
+    from rnnlab.training import build_callbacks, build_trainer, configure_cpu
 
     overrides = [
         "model=bilstm", f"model.embedding_dim={SIZE}", f"model.hidden_size={SIZE}", f"seed={seed}",
@@ -164,7 +164,7 @@ def rnnlab_train(
     ]  # fmt: skip
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides)
-    set_threads(threads)
+    configure_cpu(threads, retain_freed_memory=True)  # train.py's default
     L.seed_everything(seed, workers=True)
     task = task_module(cfg)
     data = task.datamodule(cfg)

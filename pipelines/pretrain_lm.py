@@ -87,9 +87,9 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
         build_callbacks,
         build_trainer,
         checkpoint_run_id,
+        configure_cpu,
         epochs_completed,
         read_checkpoint,
-        set_threads,
     )
 
     cell, settings = model_cfg["name"], section(cfg, f"pretrain.{LM}")
@@ -98,7 +98,7 @@ def train(cfg: DictConfig, model_cfg: dict[str, Any], found: Outputs) -> None:
     resumed_from = read_checkpoint(resume)
     if resume is None:
         shutil.rmtree(scratch, ignore_errors=True)
-    set_threads(cfg.train.threads)
+    configure_cpu(cfg.train.threads, cfg.train.retain_freed_memory)
     L.seed_everything(cfg.seed, workers=True)
     prepared = resolve_path(cfg.paths.prepared_dir)
     vocab_size = len(Vocabulary.load(prepared / "vocab.json"))

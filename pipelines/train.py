@@ -28,16 +28,16 @@ from rnnlab.training import (
     build_callbacks,
     build_trainer,
     checkpoint_run_id,
+    configure_cpu,
     epochs_completed,
     read_checkpoint,
-    set_threads,
 )
 
 
 @entry_point(trainer=True)
 def main(cfg: DictConfig) -> float:
     root = project_root()
-    set_threads(cfg.train.threads)
+    configure_cpu(cfg.train.threads, cfg.train.retain_freed_memory)
     L.seed_everything(cfg.seed, workers=True)
     task = task_module(cfg)
     model_cfg = model_config(cfg)

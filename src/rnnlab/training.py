@@ -1,4 +1,5 @@
-"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoints, threads."""
+"""Build the Lightning Trainer for a run from the composed config: callbacks, logger, checkpoints; the CPU
+settings of a training process (threads, the allocator)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
+from rnnlab import allocator
 from rnnlab.callbacks import RUN_ID_KEY, EpochProgressBar, EpochThroughput, FitClock, RunIdInCheckpoint
 from rnnlab.diagnostics.callbacks import ClippingMonitor, RecurrentWeightMonitor
 from rnnlab.errors import ConfigError
 from rnnlab.resume import ExactResume, StepCheckpoint
 
 
-def set_threads(threads: int | None) -> int:
+def configure_cpu(threads: int | None, retain_freed_memory: bool) -> int:
     """Use `threads` torch threads (`train.threads`; None: `$OMP_NUM_THREADS` when set, else the cores this
-    process may run on)."""
+    process may run on) and, with `retain_freed_memory` (`train.retain_freed_memory`), keep freed memory
+    mapped for the next step (`rnnlab.allocator`). Returns the thread count."""
     if threads is None:
         given = os.environ.get("OMP_NUM_THREADS", "")
         threads = int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ConfigError(f"train.threads={threads!r} must be a positive integer or null (all cores)")
     torch.set_num_threads(threads)
+    if retain_freed_memory:
+        allocator.retain_freed_memory()
     return threads
 
 

@@ -83,6 +83,7 @@ RULES: dict[str, Rule] = {
     "train.early_stopping_patience": NON_NEGATIVE,
     "train.checkpoint_every_n_steps": COUNT,
     "train.threads": nullable(COUNT, "$OMP_NUM_THREADS, else every available core"),
+    "train.retain_freed_memory": BOOLEAN,
     "diagnostics.gradient_flow.epochs": items(either(NON_NEGATIVE, choice((LAST,)), bad=(-1,)), min_len=0),
     "diagnostics.gradient_flow.steps": COUNT,
     "diagnostics.gradient_flow.rows": COUNT,
