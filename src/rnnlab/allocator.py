@@ -2,11 +2,12 @@
 
 A training step allocates and frees the same large buffers every step (the recurrent kernel's gate
 workspace, the outputs of every timestep: tens of MB at batch 128 x 400 steps). glibc's malloc serves blocks
-that large with a fresh `mmap` and returns them to the OS on `free`, so every step first-touches them again:
-one page fault per 4 KiB. On the 2-core VM of bench/README.md that kernel time was half the CPU time of a
-bidirectional LSTM layer's forward + backward (bench/bench_lstm_kernel.py). Telling malloc to serve every
-block from its heap and never trim it keeps the pages mapped for the next step; the price is that the
-process keeps its peak memory reserved. This is glibc's own switch (`mallopt`), not a replacement
+above its mmap threshold (which adapts, up to 32 MB) with a fresh `mmap`, unmaps them on `free` and trims the
+top of its heap, so every step touches those pages for the first time again: one page fault per 4 KiB. On
+the 2-core VM of bench/README.md that kernel time was half the CPU time of a bidirectional LSTM layer's
+forward + backward (bench/bench_lstm_kernel.py). Telling malloc to serve every block from its heap and never
+trim it keeps the pages mapped for the next step; the price is that the process keeps its peak memory
+reserved (and what fragmentation adds to it). This is glibc's own switch (`mallopt`), not a replacement
 allocator (jemalloc or tcmalloc via LD_PRELOAD do the same from outside the process).
 """
 
