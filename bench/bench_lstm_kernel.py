@@ -69,8 +69,7 @@ def torch_step(side: str, width: int, output: str, seed: int):
         loss.backward()
 
     if side == "torch-native":
-        flags = torch.backends.mkldnn.flags(enabled=False)
-        flags.__enter__()  # for the life of this worker process
+        torch.backends.mkldnn.set_flags(False)  # for the life of this worker process
     return step
 
 
