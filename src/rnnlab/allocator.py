@@ -6,7 +6,8 @@ above its mmap threshold (which adapts, up to 32 MB) with a fresh `mmap`, unmaps
 top of its heap, so every step touches those pages for the first time again: one page fault per 4 KiB. On
 the 2-core VM of bench/README.md that kernel time was half the CPU time of a bidirectional LSTM layer's
 forward + backward (bench/bench_lstm_kernel.py). Telling malloc to serve every block from its heap and never
-trim it keeps the pages mapped for the next step; the price is that the process keeps its peak memory
+trim it keeps the pages mapped for later steps (from the first few on: until the heap holds a free block an
+aligned request fits in, a step may still grow it); the price is that the process keeps its peak memory
 reserved (and what fragmentation adds to it). This is glibc's own switch (`mallopt`), not a replacement
 allocator (jemalloc or tcmalloc via LD_PRELOAD do the same from outside the process).
 """
