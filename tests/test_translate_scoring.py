@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.tasks.translate.scoring import Decoded, bleu_by_length, corpus_scores, decode, mlflow_metrics
+from rnnlab.tasks.translate.scoring import (
+    Decoded,
+    bleu_by_length,
+    corpus_scores,
+    decode,
+    mlflow_metrics,
+    spread,
+)
 from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize
@@ -98,7 +105,7 @@ def test_decode_translates_each_source_once_and_gives_every_pair_its_translation
         return translate(src, src_lengths, *args)
 
     model.translate = counted
-    decoded = decode(model, data, "test", Decoding(beam_size=3, max_len=6), "fr", keep_attention=5)
+    decoded = decode(model, data, "test", Decoding(beam_size=3, max_len=6), "fr", keep_attention=True)
     assert calls == [2, 1]  # a and b in the first batch, c in the second; the third batch is all repeats
     alone = {}
     for name, ids in {"a": a, "b": b, "c": c}.items():
@@ -107,4 +114,11 @@ def test_decode_translates_each_source_once_and_gives_every_pair_its_translation
     assert len(set(alone.values())) == 3 and decoded.hypotheses == [alone[k] for k in "aabcabb"]
     assert decoded.source_lengths.tolist() == [3, 3, 2, 5, 3, 2, 2]
     shown = [data.src_vocab.decode(ids) for name, ids in zip("abc", (a, b, c), strict=True) if alone[name]]
-    assert shown and [words for words, _, _ in decoded.attention] == shown  # first occurrences, in order
+    by_length = sorted(shown, key=len)  # a, b and c have different lengths: each is the first of its length
+    assert shown and [words for words, _, _ in decoded.attention] == by_length
+
+
+def test_heat_maps_are_spread_from_the_shortest_sentence_to_the_longest():
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread(list(range(3)), 4) == [0, 1, 2]  # fewer lengths than heat maps: all of them
+    assert spread(list(range(5)), 1) == [0] and spread([], 2) == []

@@ -211,12 +211,13 @@ def evaluate(
     cfg: DictConfig, name: str, model: Seq2SeqTranslator, data: TranslationDataModule, folder: Path
 ) -> Evaluated:
     """BLEU and chrF on val and test, test BLEU by source length (plots/bleu_by_length.png), translations.tsv
-    (test) and attention heat maps of the first test sentences translated to words (plots/attention_<i>.png).
+    (test) and attention heat maps of `eval.heatmaps` test sentences from the shortest source length to the
+    longest (plots/attention_<i>.png).
     Casing and languages: the prepared data's."""
     import pandas as pd
 
     from rnnlab.tasks.translate.figures import attention_heatmap, bleu_length_bars
-    from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics
+    from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics, spread
     from rnnlab.tasks.translate.search import Decoding
 
     check_compatible(model, data, name)
@@ -224,7 +225,7 @@ def evaluate(
     settings = data.data.settings
     lowercase, target = bool(settings["lowercase"]), settings["languages"]["tgt"]
     val = decode(model, data, "val", decoding, target)
-    test = decode(model, data, "test", decoding, target, keep_attention=cfg.eval.heatmaps)
+    test = decode(model, data, "test", decoding, target, keep_attention=cfg.eval.heatmaps > 0)
     scores = corpus_scores(test.hypotheses, test.references, lowercase)
     val_scores = corpus_scores(val.hypotheses, val.references, lowercase)
     report = {
@@ -241,9 +242,9 @@ def evaluate(
     (folder / "plots").mkdir()
     buckets = pd.DataFrame({b: [f["bleu"]] for b, f in report["length_buckets"].items()}, index=[name])
     bleu_length_bars(buckets, folder / "plots" / "bleu_by_length.png")
-    for i, (source, output, weights) in enumerate(test.attention):
-        path = folder / "plots" / f"attention_{i}.png"
-        attention_heatmap(weights, source, output, path, f"{name}: test sentence {i}")
+    for i, (source, output, weights) in enumerate(spread(test.attention, cfg.eval.heatmaps)):
+        title = f"{name}: a test sentence of {len(source)} words"
+        attention_heatmap(weights, source, output, folder / "plots" / f"attention_{i}.png", title)
     shown = {"bleu": scores["bleu"], "chrf": scores["chrf"], "val_bleu": val_scores["bleu"]}
     return Evaluated(report, mlflow_metrics(report), {k: f"{v:.2f}" for k, v in shown.items()})
 

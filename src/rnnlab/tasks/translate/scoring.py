@@ -1,6 +1,6 @@
 """Score a translation model on a held-out split: beam-search decoding, sacrebleu's BLEU and chrF of the
 detokenized output against the raw references (with sacrebleu's signature, so the numbers can be compared),
-BLEU by source length, and the attention weights of the first sentences for heat maps.
+BLEU by source length, and the attention weights of sentences of every source length for heat maps.
 
 BLEU is sacrebleu's corpus BLEU with its default 13a tokenization; when the data is lower-cased
 (`data.tokenizer.lowercase`), the references are lower-cased too (sacrebleu's `lowercase=True`), and the
@@ -29,8 +29,9 @@ from rnnlab.tasks.translate.text import detokenize, normalize
 
 @dataclass
 class Decoded:
-    """A split's sources and references (raw), hypotheses (detokenized) and source lengths in tokens, and the
-    (source tokens, output tokens, weights) of the first `keep_attention` sentences translated to words."""
+    """A split's sources and references (raw), hypotheses (detokenized) and source lengths in tokens, and,
+    when kept, the (source tokens, output tokens, weights) of the first sentence of each source length
+    translated to words, shortest first."""
 
     sources: list[str]
     references: list[str]
@@ -46,7 +47,7 @@ def decode(
     split: str,
     decoding: Decoding,
     target_language: str,
-    keep_attention: int = 0,
+    keep_attention: bool = False,
 ) -> Decoded:
     """Translate every pair of `split` ("val" or "test"), detokenized as `target_language`. A source sentence
     is translated once: tatoeba gives many sentences several translations, and a pair whose source ids were
@@ -56,7 +57,7 @@ def decode(
     sources, references = data.texts(split)
     hypotheses: list[str] = [""] * len(sources)
     lengths = np.zeros(len(sources), dtype=np.int64)
-    attention: list[tuple[list[str], list[str], np.ndarray]] = []
+    attention: dict[int, tuple[list[str], list[str], np.ndarray]] = {}  # source length -> the first one
     translated: dict[tuple[int, ...], str] = {}  # source ids -> detokenized translation
     for batch in tqdm(loader, desc=f"translating {split}", unit="batch", leave=False):
         rows, src_lengths = batch["index"].tolist(), batch["src_lengths"].tolist()
@@ -78,12 +79,21 @@ def decode(
             for i, hypothesis in zip(new, found, strict=True):
                 words = data.tgt_vocab.decode(hypothesis.tokens)
                 translated[keys[i]] = detokenize(words, target_language)
-                if len(attention) < keep_attention and hypothesis.attention is not None and words:
+                kept = keep_attention and hypothesis.attention is not None and words
+                if kept and len(keys[i]) not in attention:
                     shown = data.src_vocab.decode(keys[i])
-                    attention.append((shown, words, hypothesis.attention.cpu().numpy()))
+                    attention[len(keys[i])] = (shown, words, hypothesis.attention.cpu().numpy())
         for row, key, length in zip(rows, keys, src_lengths, strict=True):
             hypotheses[row], lengths[row] = translated[key], length
-    return Decoded(list(sources), list(references), hypotheses, lengths, attention)
+    shortest_first = [attention[length] for length in sorted(attention)]
+    return Decoded(list(sources), list(references), hypotheses, lengths, shortest_first)
+
+
+def spread(items: Sequence, count: int) -> list:
+    """`count` of `items` evenly spaced from the first to the last (all of them when there are no more)."""
+    if count >= len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(count - 1, 1))] for i in range(count)]
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool) -> dict[str, Any]:
