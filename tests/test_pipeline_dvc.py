@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -263,12 +264,16 @@ def test_dvc_views_are_readable(smoke_pipeline):
 def execute_notebook(path: Path, cwd: Path) -> list[dict]:
     """Run a notebook top to bottom in `cwd` (so it cannot rot); return all its cells' outputs."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
+    # the kernel's sockets are files in a folder of its own, not TCP ports: a port jupyter_client found free
+    # can be bound by another process before the kernel binds it ("Address already in use", seen in CI)
+    with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "ipc"))
+        resources = {"metadata": {"path": str(cwd)}}
+        NotebookClient(notebook, km=kernel, timeout=300, resources=resources).execute()
     return [output for cell in notebook.cells for output in cell.get("outputs", [])]
 
 
