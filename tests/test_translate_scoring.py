@@ -9,14 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.tasks.translate.scoring import (
-    Decoded,
-    bleu_by_length,
-    corpus_scores,
-    decode,
-    mlflow_metrics,
-    spread,
-)
+from rnnlab.tasks.translate.scoring import Decoded, bleu_by_length, corpus_scores, decode, mlflow_metrics
 from rnnlab.tasks.translate.search import Decoding
 from rnnlab.tasks.translate.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate.text import detokenize
@@ -119,6 +112,8 @@ def test_decode_translates_each_source_once_and_gives_every_pair_its_translation
 
 
 def test_heat_maps_are_spread_from_the_shortest_sentence_to_the_longest():
-    assert spread(list(range(10)), 4) == [0, 3, 6, 9]
-    assert spread(list(range(3)), 4) == [0, 1, 2]  # fewer lengths than heat maps: all of them
-    assert spread(list(range(5)), 1) == [0] and spread([], 2) == []
+    from rnnlab.plots import evenly_spaced
+
+    assert evenly_spaced(10, 4) == [0, 3, 6, 9]
+    assert evenly_spaced(3, 4) == [0, 1, 2]  # fewer lengths than heat maps: all of them
+    assert evenly_spaced(5, 1) == [0] and evenly_spaced(0, 2) == []

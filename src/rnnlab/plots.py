@@ -28,6 +28,14 @@ def save(figure: Figure, path: str | os.PathLike) -> None:
     figure.savefig(path, format="png")
 
 
+def evenly_spaced(length: int, count: int) -> list[int]:
+    """Indices of `count` of `length` items, evenly spaced from the first to the last (all of them when there
+    are no more): the points of a thinned curve, the sentences of the attention heat maps."""
+    if length <= count:
+        return list(range(length))
+    return np.unique(np.linspace(0, length - 1, count).round().astype(int)).tolist()
+
+
 def roc_curve(
     fpr: Sequence[float],
     tpr: Sequence[float],

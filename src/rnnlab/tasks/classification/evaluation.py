@@ -88,10 +88,9 @@ def quantile_edges(token_counts: np.ndarray, quantiles: Sequence[float] = LENGTH
 
 def thin(curve: Sequence[np.ndarray], max_points: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, ...]:
     """Keep at most `max_points` points of a curve, evenly spaced along it, first and last included."""
-    length = len(curve[0])
-    if length <= max_points:
-        return tuple(np.asarray(c) for c in curve)
-    keep = np.unique(np.linspace(0, length - 1, max_points).round().astype(int))
+    from rnnlab.plots import evenly_spaced
+
+    keep = evenly_spaced(len(curve[0]), max_points)
     return tuple(np.asarray(c)[keep] for c in curve)
 
 

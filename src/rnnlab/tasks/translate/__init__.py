@@ -216,8 +216,9 @@ def evaluate(
     Casing and languages: the prepared data's."""
     import pandas as pd
 
+    from rnnlab.plots import evenly_spaced
     from rnnlab.tasks.translate.figures import attention_heatmap, bleu_length_bars
-    from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics, spread
+    from rnnlab.tasks.translate.scoring import bleu_by_length, corpus_scores, decode, mlflow_metrics
     from rnnlab.tasks.translate.search import Decoding
 
     check_compatible(model, data, name)
@@ -242,7 +243,8 @@ def evaluate(
     (folder / "plots").mkdir()
     buckets = pd.DataFrame({b: [f["bleu"]] for b, f in report["length_buckets"].items()}, index=[name])
     bleu_length_bars(buckets, folder / "plots" / "bleu_by_length.png")
-    for i, (source, output, weights) in enumerate(spread(test.attention, cfg.eval.heatmaps)):
+    heatmaps = [test.attention[i] for i in evenly_spaced(len(test.attention), cfg.eval.heatmaps)]
+    for i, (source, output, weights) in enumerate(heatmaps):
         title = f"{name}: a test sentence of {len(source)} words"
         attention_heatmap(weights, source, output, folder / "plots" / f"attention_{i}.png", title)
     shown = {"bleu": scores["bleu"], "chrf": scores["chrf"], "val_bleu": val_scores["bleu"]}

@@ -89,13 +89,6 @@ def decode(
     return Decoded(list(sources), list(references), hypotheses, lengths, shortest_first)
 
 
-def spread(items: Sequence, count: int) -> list:
-    """`count` of `items` evenly spaced from the first to the last (all of them when there are no more)."""
-    if count >= len(items):
-        return list(items)
-    return [items[round(i * (len(items) - 1) / max(count - 1, 1))] for i in range(count)]
-
-
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool) -> dict[str, Any]:
     """sacrebleu's corpus BLEU and chrF of `hypotheses` against the (typographically normalised) references,
     and their signatures."""
