@@ -1,12 +1,14 @@
 """Every DVC stage depends on the project code its script runs, so that editing that code reruns the stage.
 
-For each stage of the three pipelines, as DVC resolves them (foreach and vars expanded), the script of its
+For each stage of the four pipelines, as DVC resolves them (foreach and vars expanded), the script of its
 `cmd` (pipelines/<x>.py) is followed through its `rnnlab.*` imports (tests/module_imports.py says how, with
 `task_module(cfg)` giving the `task.kind` of the params file the command names), and each module file reached
 must lie under one of the stage's `deps`: the file itself, or a folder holding it.
 
 Deps are per module, not src/ as a whole: a stage depending on all of src/ would rerun on any edit, and
-`train@` takes hours. A folder dep is right where a stage uses the whole package (src/rnnlab/models).
+`train@` takes hours. The other way round too: a dep under src/ that names a module the script never runs,
+or a task package as a whole, would rerun the stage on edits that cannot change it. A folder dep is right for
+the shared packages a stage uses most of (src/rnnlab/models).
 Not required, nor followed further, because an edit to them cannot change what a successful stage writes:
 package `__init__` files holding only a docstring (and `__version__`), and NO_RESULTS below.
 """
@@ -53,20 +55,34 @@ def task_kind(cmd: list[str], wdir: Path) -> str:
     return yaml.safe_load(config.read_text(encoding="utf-8"))["task"]["kind"]
 
 
-def stage_gaps(stage) -> list[str]:
-    """The project modules the stage's script runs that none of its deps covers, with their import chains."""
+def stage_modules(stage) -> tuple[dict[Path, str], list[Path]]:
+    """({module file the stage's script runs: its import chain}, [the stage's deps as paths])."""
     wdir = Path(stage.wdir)
     cmd = shlex.split(stage.cmd)
     scripts = [word for word in cmd if word.startswith("pipelines/") and word.endswith(".py")]
     assert cmd[0] == "python" and len(scripts) == 1, f"{stage.addressing}: not `python pipelines/<x>.py`"
     script = wdir / scripts[0]
-    deps = [Path(dep.fs_path) for dep in stage.deps]
     needed = {script: script.name, **required_modules(script, task_kind(cmd, wdir), cannot_change_results)}
+    return needed, [Path(dep.fs_path) for dep in stage.deps]
+
+
+def stage_gaps(stage) -> list[str]:
+    """The project modules the stage's script runs that none of its deps covers, with their import chains."""
+    needed, deps = stage_modules(stage)
     return [
         f"{path.relative_to(ROOT)} ({why})"
         for path, why in sorted(needed.items())
         if not any(path.is_relative_to(dep) for dep in deps)
     ]
+
+
+def stage_excess(stage) -> list[str]:
+    """The stage's deps under src/ naming code it does not run: a module file, or a task package whole."""
+    needed, deps = stage_modules(stage)
+    tasks = SRC / "rnnlab" / "tasks"
+    unused = [dep for dep in deps if dep.is_file() and dep.is_relative_to(SRC) and dep not in needed]
+    folders = [dep for dep in deps if dep.is_dir() and dep.is_relative_to(tasks)]
+    return [str(dep.relative_to(ROOT)) for dep in unused + folders if not cannot_change_results("", dep)]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +101,16 @@ def test_stage_deps_cover_the_modules_their_scripts_import(stages, pipeline):
     gaps = {stage.addressing: stage_gaps(stage) for stage in stages[pipeline]}
     missing = "\n".join(f"{name}: {', '.join(paths)}" for name, paths in gaps.items() if paths)
     assert not missing, f"{pipeline}: deps to add (module, import chain):\n{missing}"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_stage_deps_name_no_module_their_scripts_do_not_run(stages, pipeline):
+    """An edit to code a stage does not run leaves it fresh: a change to how translations are scored must not
+    retrain the five translation models (hours each). So a task package is listed module by module; the shared
+    packages a stage uses most of (models, diagnostics, tracking) may stay folders."""
+    excess = {stage.addressing: stage_excess(stage) for stage in stages[pipeline]}
+    found = "\n".join(f"{name}: {', '.join(paths)}" for name, paths in excess.items() if paths)
+    assert not found, f"{pipeline}: deps the stage's script never runs:\n{found}"
 
 
 def test_the_modules_said_to_change_no_results_exist():
