@@ -153,6 +153,8 @@ REFUSED = {
         "dataframe_split row 1 must be a list of 1 value(s)",
     ),
     "csv empty cell": (b"id,text\n1,fine\n2,\n", "text at position 1 is empty"),
+    # A blank line is a row (pandas would skip it, and the answers would no longer match the lines).
+    "csv blank line": (b"text\nfine\n\nalso fine\n", "text at position 1 is empty"),
     "parquet number": (parquet_body(pa.array([3, 4])), "text at position 0 is int (3), not a string"),
     "empty text": ({"inputs": ["fine", ""]}, "text at position 1 is empty"),
     "blank text": ({"inputs": [" \t\n"]}, "text at position 0 is blank (whitespace only)"),
@@ -166,6 +168,7 @@ REFUSED = {
 }
 CONTENT_TYPES = {
     "csv empty cell": "text/csv",
+    "csv blank line": "text/csv",
     "parquet number": "application/vnd.apache.parquet",
     "not JSON": "application/json",
 }
@@ -286,15 +289,19 @@ def test_cli_predict_unknown_registered_model(registered, project_root):
 
 
 @pytest.mark.parametrize(
-    ("texts", "message"),
+    ("args", "message"),
     [
         ([""], "rnnlab: error: text at position 0 is empty: there is nothing to classify"),
         (["great", "  "], "rnnlab: error: text at position 1 is blank (whitespace only)"),
+        # a CSV's blank line is a row: refused, not skipped (the answers would no longer match the lines)
+        (["--file", "blank_line.csv"], "rnnlab: error: text at position 1 is empty"),
     ],
 )
-def test_cli_predict_refuses_empty_texts(registered, monkeypatch, capsys, texts, message):
+def test_cli_predict_refuses_empty_texts(registered, monkeypatch, capsys, tmp_path, args, message):
     monkeypatch.setenv("RNNLAB_ROOT", str(registered["root"]))  # the local champion exists
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blank_line.csv").write_text("text\ngreat\n\nawful\n", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["predict", *texts])
+        cli_main(["predict", *args])
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and message in err and not out

@@ -126,18 +126,15 @@ def _load_model(model_uri: str | None, tracking_uri: str | None) -> OnnxSentimen
 
 
 def _read_texts(path: Path, columns: tuple[str, ...]) -> list[object]:
-    """The texts of a review file: a .csv/.parquet table's text column (`text` or the training table's own,
-    every row, checked by the model), else the non-blank lines of a UTF-8 text file (one review each)."""
+    """The texts of a review file: a .csv/.parquet table's text column (`text` or the training table's own;
+    every row, a CSV's blank lines too, checked by the model), else the non-blank lines of a UTF-8 file."""
     if path.suffix.lower() in (".csv", ".parquet"):
         import pandas as pd
 
-        from rnnlab.tasks.classification.text_input import text_column
+        from rnnlab.tasks.classification.text_input import read_csv_table, text_column
 
         try:
-            if path.suffix.lower() == ".csv":
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-            else:
-                frame = pd.read_parquet(path)
+            frame = read_csv_table(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
         except (ValueError, OSError) as error:
             raise RnnlabError(f"{path} is not a readable {path.suffix[1:]} table: {error}") from None
         return frame[text_column(list(frame.columns), columns)].tolist()

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST, REQUEST_LIMIT_EXCEEDED
 
 from rnnlab.errors import RnnlabError
-from rnnlab.tasks.classification.text_input import TEXT_COLUMN, require_texts, text_column
+from rnnlab.tasks.classification.text_input import TEXT_COLUMN, read_csv_table, require_texts, text_column
 
 # MLflow's app runs each request's parsing and `predict` in the event loop's default executor (6 threads on
 # 2 cores): with more, more requests wait for the batching scorer at once and share its batches.
@@ -42,10 +42,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-# A CSV is read with every cell a string (it cannot carry other types, only empty cells); parquet is typed.
+# A CSV is read with every cell a string (it cannot carry other types, only empty cells), every line a row;
+# parquet is typed.
 PARSERS: dict[str, Callable[[bytes], Any]] = {
     "application/json": json.loads,
-    "text/csv": lambda body: pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, na_filter=False),
+    "text/csv": lambda body: read_csv_table(io.BytesIO(body)),
     "application/vnd.apache.parquet": lambda body: pd.read_parquet(io.BytesIO(body)),
 }
 

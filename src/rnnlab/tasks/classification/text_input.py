@@ -17,6 +17,13 @@ from rnnlab.errors import RnnlabError
 TEXT_COLUMN = "text"  # always accepted; a table's own text column (data.source.text_column) as well
 
 
+def read_csv_table(source: object) -> pd.DataFrame:
+    """A CSV of texts with every cell a string and every line a row: an empty cell stays "" (refused where a
+    prediction is asked for), and so does a blank line, which pandas would skip, shifting the positions after
+    it against the client's lines (a one-column CSV cannot tell an empty cell from a blank line)."""
+    return pd.read_csv(source, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False)
+
+
 def check_texts(texts: object) -> list[str]:
     """`texts` as a list of strings; a single string, a non-sequence or a non-string item is an error."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
