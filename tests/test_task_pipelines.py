@@ -161,6 +161,8 @@ def test_translate_pipeline_runs_every_stage_once_and_translates(tmp_path, proje
     assert len(said.strip().splitlines()) == 2  # one translation per sentence (the smoke model is poor)
     blank = run(["rnnlab", "translate", "Go home.", " "], work, env, expect_rc=2)
     assert "rnnlab: error: sentence 2 (' ') has no words to translate" in blank
+    no_beam = run(["rnnlab", "translate", "--beam-size", "0", "Go home."], work, env, expect_rc=2)
+    assert "rnnlab: error: beam_size=0 must be a positive integer" in no_beam
     refused = run(
         ["python", "pipelines/train.py", "experiment=smoke_translate", "task.decoder.bidirectional=true"],
         work,

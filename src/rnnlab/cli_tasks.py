@@ -77,9 +77,8 @@ def _translate(args: argparse.Namespace) -> int:
         root / "pipelines" / "translate" / "params.yaml", "rnnlab sync-params --task translate", "pass --data"
     )
     model = load_model(best_checkpoint("translate", args.checkpoint, args.model))
-    decoding = Decoding(
-        args.beam_size or params.eval.beam_size, params.eval.length_penalty, params.eval.max_len
-    )
+    beam_size = params.eval.beam_size if args.beam_size is None else args.beam_size  # 0 is refused
+    decoding = Decoding(beam_size, params.eval.length_penalty, params.eval.max_len)
     prepared = args.data or resolve_path(params.paths.prepared_dir, root)
     for translation in translate_sentences(model, prepared, args.sentences, decoding):
         print(translation)
