@@ -82,7 +82,7 @@ def stage_excess(stage) -> list[str]:
     tasks = SRC / "rnnlab" / "tasks"
     unused = [dep for dep in deps if dep.is_file() and dep.is_relative_to(SRC) and dep not in needed]
     folders = [dep for dep in deps if dep.is_dir() and dep.is_relative_to(tasks)]
-    return [str(dep.relative_to(ROOT)) for dep in unused + folders if not cannot_change_results("", dep)]
+    return [str(dep.relative_to(ROOT)) for dep in unused + folders if dep.is_dir() or not inert(dep)]
 
 
 @pytest.fixture(scope="module")
